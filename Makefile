@@ -1,0 +1,45 @@
+# Every target installs what it needs itself: a virtualenv from the pinned requirement files.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help install test lint format demo sandbox synth bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv from the pinned requirements
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: $(STAMP) lint ## the whole suite (what CI runs)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP) ## run the end-to-end scenario on the embedded local system
+	$(BIN)/python -m sandbox.demo
+
+sandbox: $(STAMP) ## keep the embedded system serving on 127.0.0.1:8080 (gateway) and :8090 (simulator)
+	$(BIN)/python -m sandbox.serve
+
+synth: $(STAMP) ## synthesize CloudFormation into cdk.out/ with cdk-nag and cfn-lint
+	$(BIN)/python -m infra.synth
+
+bench: $(STAMP) ## print the benchmark tables
+	$(BIN)/python -m bench
+
+clean: ## remove the virtualenv and generated files
+	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""CDK infrastructure: one construct per concern, composed by ``stack.ReplenishmentStack``."""

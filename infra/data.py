@@ -1,0 +1,71 @@
+"""Data: the customer-managed KMS key, the state table, the tokens table and the idempotency table.
+
+Key layout and index names come from ``drs_core.schema``, the same constants the runtime uses.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from drs_core import schema
+
+
+class Data(Construct):
+    """Tables (on-demand, PITR, encrypted with one rotating customer-managed key) and that key."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy) -> None:
+        super().__init__(scope, construct_id)
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="Encrypts device state, DRS tokens, queues and topics",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+        )
+        self.state_table = self._build_state_table(removal_policy)
+        self.tokens_table = self._build_table("Tokens", schema.TOKENS_PK, removal_policy)
+        self.idempotency_table = self._build_table(
+            "Idempotency", schema.IDEMPOTENCY_PK, removal_policy, ttl=schema.IDEMPOTENCY_TTL_ATTR
+        )
+
+    def _table_props(self, removal_policy: RemovalPolicy) -> dict:
+        return {
+            "billing_mode": dynamodb.BillingMode.PAY_PER_REQUEST,
+            "encryption": dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            "encryption_key": self.key,
+            "point_in_time_recovery_specification": dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            "removal_policy": removal_policy,
+        }
+
+    def _build_state_table(self, removal_policy: RemovalPolicy) -> dynamodb.Table:
+        table = dynamodb.Table(
+            self,
+            "State",
+            partition_key=dynamodb.Attribute(name=schema.STATE_PK, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=schema.STATE_SK, type=dynamodb.AttributeType.STRING),
+            stream=dynamodb.StreamViewType(schema.STATE_STREAM_VIEW_TYPE),
+            **self._table_props(removal_policy),
+        )
+        table.add_global_secondary_index(
+            index_name=schema.OWNER_INDEX,
+            partition_key=dynamodb.Attribute(name=schema.OWNER_INDEX_PK, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=schema.OWNER_INDEX_SK, type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType(schema.OWNER_INDEX_PROJECTION),
+        )
+        return table
+
+    def _build_table(
+        self, construct_id: str, partition_key: str, removal_policy: RemovalPolicy, *, ttl: str | None = None
+    ) -> dynamodb.Table:
+        return dynamodb.Table(
+            self,
+            construct_id,
+            partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute=ttl,
+            **self._table_props(removal_policy),
+        )

@@ -1,0 +1,71 @@
+"""When to reorder: the reorder point, and the reasons never to.
+
+The policy is expressed as a *reorder point*, a quantity: reorder when stock (remaining + on hand) is at
+or below the larger of the threshold fraction of a full slot and the consumption expected over lead time
+plus a safety margin. A quantity can be compared inside a DynamoDB condition, so the hot path decides
+"due" without reading the slot first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from drs_core.domain.models import DeviceStatus, Slot, SlotOrder, SlotPolicy
+from drs_core.domain.order_lifecycle import is_open
+
+# After a second customer cancel, no reorder until the slot is refilled (DRS CX guideline).
+MAX_CANCELS_BEFORE_REFILL = 2
+
+
+class Verdict(StrEnum):
+    REORDER = "REORDER"
+    ENOUGH_STOCK = "ENOUGH_STOCK"
+    NOT_SUBSCRIBED = "NOT_SUBSCRIBED"
+    AUTO_REORDER_OFF = "AUTO_REORDER_OFF"
+    DEVICE_NOT_LINKED = "DEVICE_NOT_LINKED"
+    ORDER_OPEN = "ORDER_OPEN"
+    COOLDOWN = "COOLDOWN"
+    BLOCKED_UNTIL_REFILL = "BLOCKED_UNTIL_REFILL"
+
+
+def reorder_point(original_quantity: float, policy: SlotPolicy, daily_consumption: float | None) -> float:
+    """Stock level at or below which a slot needs an order."""
+    by_fraction = policy.threshold_fraction * max(original_quantity, 0.0)
+    by_forecast = (daily_consumption or 0.0) * (policy.lead_time_days + policy.safety_days)
+    return max(by_fraction, by_forecast)
+
+
+def in_cooldown(order: SlotOrder, now: datetime) -> bool:
+    return order.cooldown_until is not None and now < order.cooldown_until
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+
+    @property
+    def reorder(self) -> bool:
+        return self.verdict is Verdict.REORDER
+
+
+def decide(device_status: DeviceStatus, slot: Slot, now: datetime) -> Decision:
+    """Whether ``slot`` should be reordered now. The blocking reasons are checked before stock."""
+    order = slot.order
+    if not slot.subscribed:
+        return Decision(Verdict.NOT_SUBSCRIBED)
+    if not slot.policy.auto_reorder:
+        return Decision(Verdict.AUTO_REORDER_OFF)
+    if device_status is not DeviceStatus.LINKED:
+        return Decision(Verdict.DEVICE_NOT_LINKED)
+    if is_open(order.state):
+        return Decision(Verdict.ORDER_OPEN)
+    if order.cancels_since_refill >= MAX_CANCELS_BEFORE_REFILL:
+        return Decision(Verdict.BLOCKED_UNTIL_REFILL)
+    if in_cooldown(order, now):
+        return Decision(Verdict.COOLDOWN)
+    stock = slot.remaining_quantity + slot.on_hand_quantity
+    if stock <= reorder_point(slot.original_quantity, slot.policy, slot.daily_consumption):
+        return Decision(Verdict.REORDER)
+    return Decision(Verdict.ENOUGH_STOCK)

@@ -1,0 +1,15 @@
+"""The one Logger and Metrics every function imports (Powertools; JSON logs, EMF metrics).
+
+Tracing is not wired here: the X-Ray SDK costs ~240 ms of cold start (see bench/), so it is opt-in.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics
+
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "DrsReplenishment")
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "drs-backend"))
+metrics = Metrics(namespace=NAMESPACE)

@@ -1,0 +1,72 @@
+"""Typed settings, read once from the environment.
+
+A function declares which settings it cannot run without (``load_settings(required=...)``) at import
+time, so a missing variable fails the cold start with a message naming it, not a request deep inside.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Environment variable → field name. One table, so docs, infra and code agree.
+ENV_VARS: dict[str, str] = {
+    "STAGE": "stage",
+    "STATE_TABLE": "state_table",
+    "TOKENS_TABLE": "tokens_table",
+    "IDEMPOTENCY_TABLE": "idempotency_table",
+    "TOKENS_KMS_KEY_ID": "tokens_kms_key_id",
+    "DRS_ENDPOINT": "drs_endpoint",
+    "LWA_ENDPOINT": "lwa_endpoint",
+    "DRS_WEB_ENDPOINT": "drs_web_endpoint",
+    "LWA_CLIENT_ID": "lwa_client_id",
+    "LWA_CLIENT_SECRET_NAME": "lwa_client_secret_name",
+    "HTTP_CONNECT_TIMEOUT": "http_connect_timeout",
+    "HTTP_READ_TIMEOUT": "http_read_timeout",
+    "HTTP_MAX_ATTEMPTS": "http_max_attempts",
+    "HTTP_MAX_TOTAL_SECONDS": "http_max_total_seconds",
+    "REPORT_QUEUE_URL": "report_queue_url",
+}
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stage: str = "dev"
+    state_table: str | None = None
+    tokens_table: str | None = None
+    idempotency_table: str | None = None
+    tokens_kms_key_id: str | None = None
+    drs_endpoint: str = "https://dash-replenishment-service-na.amazon.com"
+    lwa_endpoint: str = "https://api.amazon.com"
+    drs_web_endpoint: str = "https://drs-web.amazon.com"
+    lwa_client_id: str | None = None
+    lwa_client_secret_name: str | None = None
+    http_connect_timeout: float = Field(3.05, gt=0)
+    http_read_timeout: float = Field(10.0, gt=0)
+    http_max_attempts: int = Field(4, ge=1, le=10)
+    http_max_total_seconds: float = Field(20.0, gt=0)
+    report_queue_url: str | None = None
+
+
+def load_settings(environ: Mapping[str, str] | None = None, required: Iterable[str] = ()) -> Settings:
+    """Build ``Settings`` from environment variables; raise ``SettingsError`` naming what is missing."""
+    env = os.environ if environ is None else environ
+    missing = [name for name in required if not env.get(name)]
+    if missing:
+        raise SettingsError(f"missing required environment variable(s): {', '.join(sorted(missing))}")
+    values = {field: env[name] for name, field in ENV_VARS.items() if env.get(name)}
+    return Settings(**values)
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process's settings (cached; tests build their own with ``load_settings``)."""
+    return load_settings()

@@ -1,0 +1,43 @@
+"""Build the dependency layer without Docker: manylinux wheels for the Lambda architecture.
+
+    python -m layers.deps.build [--arch arm64|x86_64] [--python 3.13]
+
+Installs ``requirements.txt`` (boto3/botocore are left to the runtime) into ``layers/deps/python``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+
+
+def build(arch: str = "arm64", python: str = "3.13") -> Path:
+    target = HERE / "python"
+    shutil.rmtree(target, ignore_errors=True)
+    subprocess.run(  # noqa: S603 - fixed argv, no shell, our own requirements file
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            "--requirement", str(ROOT / "requirements.txt"),
+            "--platform", PLATFORMS[arch], "--implementation", "cp", "--python-version", python,
+            "--only-binary=:all:", "--target", str(target),
+        ],
+        check=True,
+    )  # fmt: skip
+    for cache in target.rglob("__pycache__"):
+        shutil.rmtree(cache)
+    return target
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=sorted(PLATFORMS), default="arm64")
+    parser.add_argument("--python", default="3.13")
+    args = parser.parse_args()
+    print(build(args.arch, args.python))
