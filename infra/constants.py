@@ -6,4 +6,3 @@ APP_NAME = "DrsReplenishment"
 DEFAULT_STAGE = "dev"
 # The Amazon account DRS publishes notifications from (reference/drs-api.md §4).
 DRS_NOTIFICATION_ACCOUNT = "476877469412"
-LOG_RETENTION_DAYS = 30

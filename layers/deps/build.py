@@ -18,8 +18,9 @@ ROOT = HERE.parent.parent
 PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 
 
-def build(arch: str = "arm64", python: str = "3.13") -> Path:
-    target = HERE / "python"
+def build(arch: str = "arm64", python: str = "3.13", target: Path | None = None) -> Path:
+    """Install the pinned runtime requirements for ``arch``/``python`` into ``target`` (a layer's python/)."""
+    target = target or HERE / "python"
     shutil.rmtree(target, ignore_errors=True)
     subprocess.run(  # noqa: S603 - fixed argv, no shell, our own requirements file
         [

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from drs_core import schema
-from drs_core.adapters.state_repository import StateRepository, device_from_image, slot_from_image
+from drs_core.adapters.items import device_from_image, slot_from_image
+from drs_core.adapters.state_repository import StateRepository
 from drs_core.domain.models import (
     Device,
     DeviceStatus,
@@ -370,15 +371,22 @@ def test_claim_refused_in_cooldown_until_it_ends(repo: StateRepository, serial: 
         serial,
         "Filter",
         expected_states={OrderState.NONE},
-        new=SlotOrder(state=OrderState.NONE, cooldown_until=until, cancels_since_refill=1),
+        new=SlotOrder(
+            state=OrderState.CANCELLED,
+            instance_id="amzn1.dash.v2.o.OLD",
+            cooldown_until=until,
+            cancels_since_refill=1,
+        ),
     )
     # When claimed during the cooldown
     # Then refused
     assert repo.claim_for_order(serial, "Filter", NOW) is None
     assert repo.claim_for_order(serial, "Filter", until - timedelta(milliseconds=1)) is None
     # When claimed the moment it ends
-    # Then allowed
-    assert repo.claim_for_order(serial, "Filter", until) is not None
+    # Then allowed: a cancelled order is closed, and the claim forgets it
+    claimed = repo.claim_for_order(serial, "Filter", until)
+    assert claimed is not None
+    assert (claimed.order.state, claimed.order.instance_id) == (OrderState.REQUESTED, None)
 
 
 @pytest.mark.parametrize(

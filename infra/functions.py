@@ -1,0 +1,149 @@
+"""Lambda building blocks shared by every concern: the two layers and one function shape.
+
+Every function: Python 3.14 (the latest Lambda runtime) on arm64, its code from ``functions/<name>/``
+(a thin handler), the core layer (``drs_core``) and the dependency layer, its own log group with
+retention, JSON logs, and its own role that may write only to that log group; each concern grants the
+rest explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import jsii
+from aws_cdk import (
+    AssetHashType,
+    BundlingOptions,
+    DockerImage,
+    Duration,
+    ILocalBundling,
+    RemovalPolicy,
+)
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.nag import acknowledge, arn_token
+from layers.deps.build import build as build_deps
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+_EXCLUDE = ["__pycache__", "*.pyc", ".pytest_cache"]
+
+
+@jsii.implements(ILocalBundling)
+class _PipWheelsBundling:
+    """Builds the dependency layer with pip's cross-platform wheel install: no Docker needed."""
+
+    def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
+        build_deps(
+            arch="arm64", python=RUNTIME.name.removeprefix("python"), target=Path(output_dir) / "python"
+        )
+        return True
+
+
+class SharedLayers(Construct):
+    """``core``: the drs_core library; ``deps``: pinned third-party packages (boto3 is the runtime's)."""
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.core = lambda_.LayerVersion(
+            self,
+            "Core",
+            code=lambda_.Code.from_asset(str(ROOT / "layers" / "core"), exclude=_EXCLUDE),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="drs_core: domain rules, DRS/LWA clients, token vault, state repository",
+        )
+        self.deps = lambda_.LayerVersion(
+            self,
+            "Deps",
+            code=lambda_.Code.from_asset(
+                str(ROOT / "layers" / "deps"),
+                asset_hash_type=AssetHashType.CUSTOM,
+                asset_hash=hashlib.sha256((ROOT / "requirements.txt").read_bytes()).hexdigest(),
+                bundling=BundlingOptions(
+                    image=RUNTIME.bundling_image, local=_PipWheelsBundling(), command=["true"]
+                ),
+            ),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            description="Pinned runtime dependencies (requirements.txt)",
+        )
+
+    @property
+    def all(self) -> list[lambda_.ILayerVersion]:
+        return [self.deps, self.core]
+
+
+class ReplenishmentFunction(Construct):
+    """One Lambda function with its own log group and least-privilege role.
+
+    ``name`` is the folder under ``functions/``; the handler is ``handler.handler`` inside it.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        description: str,
+        layers: SharedLayers,
+        environment: dict[str, str],
+        memory_size: int = 256,
+        timeout: Duration | None = None,
+        reserved_concurrency: int | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=LOG_RETENTION,
+            removal_policy=removal_policy,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs the {name} function",
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[f"{self.log_group.log_group_arn}:log-stream:*"],
+            )
+        )
+        acknowledge(
+            self.role,
+            f"AwsSolutions-IAM5[Resource::{arn_token(self.log_group)}:log-stream:*]",
+            "Lambda names its log streams at run time; the wildcard is confined to this function's own "
+            "log group.",
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(ROOT / "functions" / name), exclude=_EXCLUDE),
+            layers=layers.all,
+            memory_size=memory_size,
+            timeout=timeout or Duration.seconds(10),
+            reserved_concurrent_executions=reserved_concurrency,
+            role=self.role,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": name,
+                "POWERTOOLS_METRICS_NAMESPACE": "DrsReplenishment",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+                **environment,
+            },
+        )

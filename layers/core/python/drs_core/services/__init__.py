@@ -1,0 +1,1 @@
+"""Services: the use cases, called by thin handlers; they combine domain rules and adapters."""
