@@ -32,14 +32,15 @@ from drs_core.errors import (
     DrsRetryableError,
     DrsTokenRejected,
 )
-from tests.integration.conftest import FAST_TIMEOUTS, LinkedDevice, SimControl, fast_session
+from sandbox.simulator.control import SimulatorControl
+from tests.support.clients import FAST_TIMEOUTS, LinkedDevice, fast_session
 
 PREFIX = "com.amazon.dash.replenishment."
 Link = Callable[..., LinkedDevice]
 
 
 def _recording_client(
-    sim: SimControl, sent: list[requests.PreparedRequest], **session_options: Any
+    sim: SimulatorControl, sent: list[requests.PreparedRequest], **session_options: Any
 ) -> DrsClient:
     """A DrsClient whose session remembers every request it finally sent (after urllib3's retries)."""
     session = fast_session(**session_options)
@@ -47,7 +48,7 @@ def _recording_client(
     return DrsClient(sim.url, session=session, timeouts=FAST_TIMEOUTS)
 
 
-def _drs_calls(sim: SimControl) -> list[tuple[str, str, str, int]]:
+def _drs_calls(sim: SimulatorControl) -> list[tuple[str, str, str, int]]:
     """The DRS calls the simulator recorded, as (operation, method, path, status); LWA calls left out."""
     return [
         (c["operation"], c["method"], c["path"], c["status"])
@@ -73,7 +74,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_every_endpoint_sends_its_method_path_and_both_version_headers(
-    sim: SimControl, link_device: Link
+    sim: SimulatorControl, link_device: Link
 ) -> None:
     # Given a linked test device and a client that records what it sends
     device = link_device()
@@ -178,7 +179,7 @@ def test_every_endpoint_sends_its_method_path_and_both_version_headers(
 
 
 def test_legacy_deregistration_names_model_and_serial_and_revokes_the_token(
-    sim: SimControl, link_device: Link
+    sim: SimulatorControl, link_device: Link
 ) -> None:
     # Given a linked device and a recording client
     device = link_device()
@@ -220,7 +221,7 @@ def test_legacy_deregistration_of_another_serial_is_a_bad_request(drs: DrsClient
 
 
 def test_test_device_gets_test_order_and_a_second_replenish_adopts_it(
-    sim: SimControl, link_device: Link
+    sim: SimulatorControl, link_device: Link
 ) -> None:
     # Given a linked test device
     device = link_device(is_test_device=True)
@@ -244,7 +245,7 @@ def test_test_device_gets_test_order_and_a_second_replenish_adopts_it(
     ]
 
 
-def test_standard_order_and_its_order_info(sim: SimControl, drs: DrsClient, link_device: Link) -> None:
+def test_standard_order_and_its_order_info(sim: SimulatorControl, drs: DrsClient, link_device: Link) -> None:
     # Given a linked production device
     device = link_device(is_test_device=False)
 
@@ -279,7 +280,7 @@ def test_troubled_order_has_no_expected_delivery_date_yet(drs: DrsClient, link_d
 
 
 def test_cancel_test_orders_unlocks_one_slot_then_all(
-    sim: SimControl, drs: DrsClient, link_device: Link
+    sim: SimulatorControl, drs: DrsClient, link_device: Link
 ) -> None:
     # Given test orders open on both slots
     device = link_device(is_test_device=True)
@@ -324,7 +325,7 @@ def test_cancel_test_orders_on_a_production_device_is_a_bad_request(
 
 
 def test_replenish_on_a_slot_without_product_is_a_bad_request(
-    sim: SimControl, drs: DrsClient, link_device: Link
+    sim: SimulatorControl, drs: DrsClient, link_device: Link
 ) -> None:
     # Given the customer cleared the product of the Cleaner slot
     device = link_device()
@@ -343,7 +344,7 @@ def test_replenish_on_a_slot_without_product_is_a_bad_request(
 
 
 def test_slot_and_device_status_are_accepted_with_fractional_quantities(
-    sim: SimControl, drs: DrsClient, link_device: Link
+    sim: SimulatorControl, drs: DrsClient, link_device: Link
 ) -> None:
     # Given a linked device
     device = link_device()
@@ -377,7 +378,7 @@ def test_slot_status_body_uses_drs_field_names_and_iso_times() -> None:
 
 
 def test_subscription_info_v2_lists_products_and_v1_only_flags(
-    sim: SimControl, drs: DrsClient, link_device: Link
+    sim: SimulatorControl, drs: DrsClient, link_device: Link
 ) -> None:
     # Given a device whose Cleaner slot has no product picked
     device = link_device()
@@ -407,7 +408,7 @@ def test_subscription_info_rejects_an_unknown_result_version(drs: DrsClient) -> 
 # --- token problems and not-found ----------------------------------------------------------------------
 
 
-def test_expired_access_token_is_rejected(sim: SimControl, drs: DrsClient, link_device: Link) -> None:
+def test_expired_access_token_is_rejected(sim: SimulatorControl, drs: DrsClient, link_device: Link) -> None:
     # Given a token issued now, then 3601 simulated seconds pass
     device = link_device()
     sim.advance_clock(3601)
@@ -436,7 +437,7 @@ def test_token_is_revoked_after_deregistration(drs: DrsClient, link_device: Link
     assert raised.value.operation == "subscriptionInfo"
 
 
-def test_garbage_token_is_rejected(sim: SimControl, drs: DrsClient) -> None:
+def test_garbage_token_is_rejected(sim: SimulatorControl, drs: DrsClient) -> None:
     # Given a token DRS never issued
     token = "Atza|not-a-real-token"
 
@@ -450,7 +451,7 @@ def test_garbage_token_is_rejected(sim: SimControl, drs: DrsClient) -> None:
 
 
 def test_unknown_slot_and_unknown_order_are_not_found(
-    sim: SimControl, drs: DrsClient, link_device: Link
+    sim: SimulatorControl, drs: DrsClient, link_device: Link
 ) -> None:
     # Given a linked device
     device = link_device()
@@ -489,7 +490,7 @@ SEED_FAULT_FAULT_OK = 7
 
 @pytest.mark.parametrize("status", [500, 429, 503])
 def test_transient_faults_are_retried_until_success(
-    sim: SimControl, drs: DrsClient, link_device: Link, status: int
+    sim: SimulatorControl, drs: DrsClient, link_device: Link, status: int
 ) -> None:
     # Given replenish fails half the time with a retryable status
     device = link_device()
@@ -505,7 +506,9 @@ def test_transient_faults_are_retried_until_success(
     assert all(c.get("fault") for c in recorded[:2])
 
 
-def test_persistent_fault_gives_up_after_exactly_max_attempts(sim: SimControl, link_device: Link) -> None:
+def test_persistent_fault_gives_up_after_exactly_max_attempts(
+    sim: SimulatorControl, link_device: Link
+) -> None:
     # Given every replenish answers 500
     device = link_device()
     sim.set_fault("replenish", 1.0, status=500)
@@ -520,7 +523,7 @@ def test_persistent_fault_gives_up_after_exactly_max_attempts(sim: SimControl, l
     assert [c["status"] for c in sim.calls("replenish")] == [500, 500, 500]
 
 
-def test_bad_request_fault_is_never_retried(sim: SimControl, drs: DrsClient, link_device: Link) -> None:
+def test_bad_request_fault_is_never_retried(sim: SimulatorControl, drs: DrsClient, link_device: Link) -> None:
     # Given slotStatus always answers 400
     device = link_device()
     sim.set_fault("slotStatus", 1.0, status=400)
@@ -534,7 +537,9 @@ def test_bad_request_fault_is_never_retried(sim: SimControl, drs: DrsClient, lin
     assert len(sim.calls("slotStatus")) == 1
 
 
-def test_read_timeouts_are_retried_then_reported_as_retryable(sim: SimControl, link_device: Link) -> None:
+def test_read_timeouts_are_retried_then_reported_as_retryable(
+    sim: SimulatorControl, link_device: Link
+) -> None:
     # Given deviceStatus answers only after 1 s and the client waits 100 ms per attempt
     device = link_device()
     sim.set_fault("deviceStatus", 1.0, status=200, latency_ms=1000)
@@ -553,7 +558,9 @@ def test_read_timeouts_are_retried_then_reported_as_retryable(sim: SimControl, l
     assert len(_wait_for_calls(sim, "deviceStatus", 2)) == 2
 
 
-def test_total_time_bound_stops_retrying_before_max_attempts(sim: SimControl, link_device: Link) -> None:
+def test_total_time_bound_stops_retrying_before_max_attempts(
+    sim: SimulatorControl, link_device: Link
+) -> None:
     # Given every replenish answers 500 after 50 ms, and a 0.6 s budget with room for 50 attempts
     device = link_device()
     sim.set_fault("replenish", 1.0, status=500, latency_ms=50)
@@ -577,7 +584,7 @@ def test_total_time_bound_stops_retrying_before_max_attempts(sim: SimControl, li
     assert budget - 0.15 <= elapsed < budget + 0.3
 
 
-def test_connection_refused_is_retryable(sim: SimControl) -> None:
+def test_connection_refused_is_retryable(sim: SimulatorControl) -> None:
     # Given an endpoint where nothing listens (a port just released)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -724,7 +731,7 @@ def test_error_message_never_echoes_the_token(
     assert "***" in str(raised.value)
 
 
-def _wait_for_calls(sim: SimControl, operation: str, count: int) -> list[dict[str, Any]]:
+def _wait_for_calls(sim: SimulatorControl, operation: str, count: int) -> list[dict[str, Any]]:
     """The recorded calls of ``operation`` once ``count`` are there (a timed-out call is recorded when the
     simulator finishes its injected wall-clock latency, after the client gave up)."""
     deadline = time.monotonic() + 3.0

@@ -25,22 +25,22 @@ from drs_core.errors import (
     LwaRetryableError,
 )
 from drs_core.observability import logger
-from tests.integration.conftest import (
+from sandbox.simulator.control import SimulatorControl, s256_challenge
+from tests.support.clients import (
     CLIENT_ID,
     CLIENT_SECRET,
     DEFAULT_SLOTS,
     FAST_TIMEOUTS,
+    MODEL_ID,
     LinkedDevice,
-    SimControl,
     fast_session,
-    s256_challenge,
 )
 
 Link = Callable[..., LinkedDevice]
 
 
 def _recording_lwa(
-    sim: SimControl, sent: list[requests.PreparedRequest], secret: object = CLIENT_SECRET
+    sim: SimulatorControl, sent: list[requests.PreparedRequest], secret: object = CLIENT_SECRET
 ) -> LwaClient:
     session = fast_session()
     session.hooks["response"].append(lambda response, *args, **kwargs: sent.append(response.request))
@@ -55,10 +55,10 @@ def _form(request: requests.PreparedRequest) -> dict[str, str]:
 # --- code exchange ---------------------------------------------------------------------------------------
 
 
-def test_web_code_exchange_sends_the_secret_and_returns_a_grant(sim: SimControl) -> None:
+def test_web_code_exchange_sends_the_secret_and_returns_a_grant(sim: SimulatorControl) -> None:
     # Given a customer who authorised a device
-    customer = sim.create_customer()
-    code, redirect_uri = sim.authorize(customer, "SNWEB1", DEFAULT_SLOTS)
+    customer = sim.create_customer()["customerId"]
+    code, redirect_uri = sim.authorize(customer, model_id=MODEL_ID, serial="SNWEB1", slots=DEFAULT_SLOTS)
     sent: list[requests.PreparedRequest] = []
     lwa = _recording_lwa(sim, sent)
 
@@ -83,12 +83,16 @@ def test_web_code_exchange_sends_the_secret_and_returns_a_grant(sim: SimControl)
     ]
 
 
-def test_pkce_code_exchange_sends_the_verifier_and_no_secret(sim: SimControl) -> None:
+def test_pkce_code_exchange_sends_the_verifier_and_no_secret(sim: SimulatorControl) -> None:
     # Given a mobile-app authorisation bound to an S256 challenge, and a client without a secret
     verifier = secrets.token_urlsafe(48)
-    customer = sim.create_customer()
+    customer = sim.create_customer()["customerId"]
     code, redirect_uri = sim.authorize(
-        customer, "SNPKCE1", DEFAULT_SLOTS, code_challenge=s256_challenge(verifier)
+        customer,
+        model_id=MODEL_ID,
+        serial="SNPKCE1",
+        slots=DEFAULT_SLOTS,
+        code_challenge=s256_challenge(verifier),
     )
     sent: list[requests.PreparedRequest] = []
     lwa = _recording_lwa(sim, sent, secret=None)
@@ -104,11 +108,15 @@ def test_pkce_code_exchange_sends_the_verifier_and_no_secret(sim: SimControl) ->
     assert form["grant_type"] == "authorization_code"
 
 
-def test_pkce_exchange_with_the_wrong_verifier_is_an_invalid_grant(sim: SimControl) -> None:
+def test_pkce_exchange_with_the_wrong_verifier_is_an_invalid_grant(sim: SimulatorControl) -> None:
     # Given an authorisation bound to one verifier's challenge
-    customer = sim.create_customer()
+    customer = sim.create_customer()["customerId"]
     code, redirect_uri = sim.authorize(
-        customer, "SNPKCE2", DEFAULT_SLOTS, code_challenge=s256_challenge(secrets.token_urlsafe(48))
+        customer,
+        model_id=MODEL_ID,
+        serial="SNPKCE2",
+        slots=DEFAULT_SLOTS,
+        code_challenge=s256_challenge(secrets.token_urlsafe(48)),
     )
     lwa = LwaClient(sim.url, CLIENT_ID, session=fast_session(), timeouts=FAST_TIMEOUTS)
 
@@ -118,7 +126,7 @@ def test_pkce_exchange_with_the_wrong_verifier_is_an_invalid_grant(sim: SimContr
         lwa.exchange_code(code, redirect_uri, code_verifier=secrets.token_urlsafe(48))
 
 
-def test_web_exchange_without_a_secret_fails_before_calling(sim: SimControl) -> None:
+def test_web_exchange_without_a_secret_fails_before_calling(sim: SimulatorControl) -> None:
     # Given a client configured without a secret
     lwa = LwaClient(sim.url, CLIENT_ID, session=fast_session(), timeouts=FAST_TIMEOUTS)
 
@@ -131,7 +139,7 @@ def test_web_exchange_without_a_secret_fails_before_calling(sim: SimControl) -> 
 
 
 def test_reused_code_is_an_invalid_grant_and_the_first_tokens_stay_valid(
-    sim: SimControl, lwa: LwaClient, link_device: Link
+    sim: SimulatorControl, lwa: LwaClient, link_device: Link
 ) -> None:
     # Given a code already exchanged once
     device = link_device()
@@ -146,10 +154,10 @@ def test_reused_code_is_an_invalid_grant_and_the_first_tokens_stay_valid(
     assert lwa.token_info(device.token).expires_in > 0
 
 
-def test_expired_code_is_an_invalid_grant(sim: SimControl, lwa: LwaClient) -> None:
+def test_expired_code_is_an_invalid_grant(sim: SimulatorControl, lwa: LwaClient) -> None:
     # Given a code left unused for more than 5 simulated minutes
-    customer = sim.create_customer()
-    code, redirect_uri = sim.authorize(customer, "SNLATE1", DEFAULT_SLOTS)
+    customer = sim.create_customer()["customerId"]
+    code, redirect_uri = sim.authorize(customer, model_id=MODEL_ID, serial="SNLATE1", slots=DEFAULT_SLOTS)
     sim.advance_clock(301)
 
     # When it is exchanged
@@ -163,10 +171,12 @@ def test_expired_code_is_an_invalid_grant(sim: SimControl, lwa: LwaClient) -> No
     [(CLIENT_ID, "wrong-secret"), ("amzn1.application-oa2-client.unknown", CLIENT_SECRET)],
     ids=["wrong-secret", "unknown-client"],
 )
-def test_wrong_client_credentials_are_an_invalid_client(sim: SimControl, client_id: str, secret: str) -> None:
+def test_wrong_client_credentials_are_an_invalid_client(
+    sim: SimulatorControl, client_id: str, secret: str
+) -> None:
     # Given a client with a wrong secret or an unknown client id
-    customer = sim.create_customer()
-    code, redirect_uri = sim.authorize(customer, "SNBADC1", DEFAULT_SLOTS)
+    customer = sim.create_customer()["customerId"]
+    code, redirect_uri = sim.authorize(customer, model_id=MODEL_ID, serial="SNBADC1", slots=DEFAULT_SLOTS)
     lwa = LwaClient(sim.url, client_id, secret, session=fast_session(), timeouts=FAST_TIMEOUTS)
 
     # When it exchanges a good code
@@ -179,7 +189,7 @@ def test_wrong_client_credentials_are_an_invalid_client(sim: SimControl, client_
     assert [c["status"] for c in sim.calls("token")] == [401]
 
 
-def test_callable_secret_is_fetched_only_when_a_call_needs_it(sim: SimControl) -> None:
+def test_callable_secret_is_fetched_only_when_a_call_needs_it(sim: SimulatorControl) -> None:
     # Given a client whose secret comes from a (counting) callable
     fetched: list[int] = []
 
@@ -188,8 +198,8 @@ def test_callable_secret_is_fetched_only_when_a_call_needs_it(sim: SimControl) -
         return CLIENT_SECRET
 
     lwa = LwaClient(sim.url, CLIENT_ID, fetch_secret, session=fast_session(), timeouts=FAST_TIMEOUTS)
-    customer = sim.create_customer()
-    code, redirect_uri = sim.authorize(customer, "SNLAZY1", DEFAULT_SLOTS)
+    customer = sim.create_customer()["customerId"]
+    code, redirect_uri = sim.authorize(customer, model_id=MODEL_ID, serial="SNLAZY1", slots=DEFAULT_SLOTS)
     assert fetched == []
 
     # When a web exchange and a tokeninfo call are made
@@ -203,7 +213,9 @@ def test_callable_secret_is_fetched_only_when_a_call_needs_it(sim: SimControl) -
 # --- refresh ---------------------------------------------------------------------------------------------
 
 
-def test_refresh_gives_a_working_access_token(sim: SimControl, lwa: LwaClient, link_device: Link) -> None:
+def test_refresh_gives_a_working_access_token(
+    sim: SimulatorControl, lwa: LwaClient, link_device: Link
+) -> None:
     # Given a device whose access token expired
     device = link_device()
     sim.advance_clock(3601)
@@ -223,7 +235,7 @@ def test_refresh_gives_a_working_access_token(sim: SimControl, lwa: LwaClient, l
 
 
 def test_refresh_after_deregistration_is_an_invalid_grant(
-    lwa: LwaClient, link_device: Link, sim: SimControl
+    lwa: LwaClient, link_device: Link, sim: SimulatorControl
 ) -> None:
     # Given a device that deregistered
     device = link_device()
@@ -241,7 +253,7 @@ def test_refresh_after_deregistration_is_an_invalid_grant(
 # --- tokeninfo -------------------------------------------------------------------------------------------
 
 
-def test_token_info_describes_the_token(sim: SimControl, lwa: LwaClient, link_device: Link) -> None:
+def test_token_info_describes_the_token(sim: SimulatorControl, lwa: LwaClient, link_device: Link) -> None:
     # Given a token issued at the current simulated time, and 600 s passing
     device = link_device()
     issued_at = parse_iso(sim.calls("token")[-1]["at"])
@@ -268,7 +280,7 @@ def test_token_info_describes_the_token(sim: SimControl, lwa: LwaClient, link_de
 
 @pytest.mark.parametrize("expire", [False, True], ids=["unknown", "expired"])
 def test_bad_token_is_an_invalid_token(
-    sim: SimControl, lwa: LwaClient, link_device: Link, expire: bool
+    sim: SimulatorControl, lwa: LwaClient, link_device: Link, expire: bool
 ) -> None:
     # Given a token LWA never issued, or one that expired
     if expire:
@@ -291,7 +303,7 @@ def test_bad_token_is_an_invalid_token(
 
 @pytest.mark.parametrize("status", [500, 429])
 def test_token_fault_is_retried_until_success(
-    sim: SimControl, lwa: LwaClient, link_device: Link, status: int
+    sim: SimulatorControl, lwa: LwaClient, link_device: Link, status: int
 ) -> None:
     # Given the token endpoint fails the 1st and 2nd calls (rate 0.5, seed 7, see test_drs_client)
     sim.set_fault("token", 0.5, status=status, seed=7)
@@ -305,7 +317,7 @@ def test_token_fault_is_retried_until_success(
 
 
 def test_persistent_tokeninfo_fault_is_retryable_after_max_attempts(
-    sim: SimControl, link_device: Link
+    sim: SimulatorControl, link_device: Link
 ) -> None:
     # Given tokeninfo always answers 503
     device = link_device()
@@ -323,7 +335,9 @@ def test_persistent_tokeninfo_fault_is_retryable_after_max_attempts(
     assert len(sim.calls("tokeninfo")) == 3
 
 
-def test_token_bad_request_fault_is_not_retried(sim: SimControl, link_device: Link, lwa: LwaClient) -> None:
+def test_token_bad_request_fault_is_not_retried(
+    sim: SimulatorControl, link_device: Link, lwa: LwaClient
+) -> None:
     # Given the token endpoint always answers 400 (an injected OAuth error)
     device = link_device()
     sim.set_fault("token", 1.0, status=400)
@@ -338,7 +352,7 @@ def test_token_bad_request_fault_is_not_retried(sim: SimControl, link_device: Li
     assert [c["status"] for c in sim.calls("token")] == [200, 400]
 
 
-def test_tokeninfo_read_timeout_is_retryable(sim: SimControl, link_device: Link) -> None:
+def test_tokeninfo_read_timeout_is_retryable(sim: SimulatorControl, link_device: Link) -> None:
     # Given tokeninfo answers only after 1 s and the client waits 100 ms per attempt
     device = link_device()
     sim.set_fault("tokeninfo", 1.0, status=200, latency_ms=1000)
@@ -396,7 +410,7 @@ def captured_logs(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[io.StringI
 
 
 def test_full_flow_logs_no_token_code_or_secret(
-    sim: SimControl, captured_logs: tuple[io.StringIO, pytest.LogCaptureFixture]
+    sim: SimulatorControl, captured_logs: tuple[io.StringIO, pytest.LogCaptureFixture]
 ) -> None:
     # Given debug logging everywhere, and clients that will retry and time out along the way
     buffer, caplog = captured_logs
@@ -405,8 +419,10 @@ def test_full_flow_logs_no_token_code_or_secret(
     slow_lwa = LwaClient(
         sim.url, CLIENT_ID, CLIENT_SECRET, session=fast_session(max_attempts=2), timeouts=Timeouts(1.0, 0.1)
     )
-    customer = sim.create_customer()
-    code, redirect_uri = sim.authorize(customer, "SNLOG01", DEFAULT_SLOTS, is_test_device=True)
+    customer = sim.create_customer()["customerId"]
+    code, redirect_uri = sim.authorize(
+        customer, model_id=MODEL_ID, serial="SNLOG01", slots=DEFAULT_SLOTS, is_test_device=True
+    )
     now = datetime(2026, 1, 1, tzinfo=UTC)
     errors: list[Exception] = []
 
