@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from constructs import Construct
 
 from infra.data import Data
+from infra.functions import SharedLayers
 
 
 class ReplenishmentStack(Stack):
@@ -14,4 +15,13 @@ class ReplenishmentStack(Stack):
         # Production data outlives a stack deletion; development stages clean up after themselves.
         removal = RemovalPolicy.RETAIN if stage == "prod" else RemovalPolicy.DESTROY
         self.data = Data(self, "Data", removal_policy=removal)
+        self.layers = SharedLayers(self, "Layers")
+        # Login with Amazon: the security profile's client id, and the Secrets Manager secret (created
+        # by the operator, never by this template) that holds its client secret.
+        self.lwa_client_id = (
+            self.node.try_get_context("lwaClientId") or "amzn1.application-oa2-client.CHANGE_ME"
+        )
+        self.lwa_client_secret_name = (
+            self.node.try_get_context("lwaClientSecretName") or "drs/lwa-client-secret"
+        )
         CfnOutput(self, "StateTableName", value=self.data.state_table.table_name)
