@@ -6,3 +6,12 @@ APP_NAME = "DrsReplenishment"
 DEFAULT_STAGE = "dev"
 # The Amazon account DRS publishes notifications from (reference/drs-api.md §4).
 DRS_NOTIFICATION_ACCOUNT = "476877469412"
+
+# Public HTTP API (infra/api.py). Stage-wide throttle, and a tighter one for linking (each call costs
+# LWA and DRS round trips). Authorizer answers are cached this long unless context
+# `authorizerCacheSeconds` says otherwise.
+API_RATE_LIMIT = 1000
+API_BURST_LIMIT = 2000
+REGISTRATION_RATE_LIMIT = 20
+REGISTRATION_BURST_LIMIT = 40
+AUTHORIZER_CACHE_SECONDS = 300

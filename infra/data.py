@@ -57,6 +57,13 @@ class Data(Construct):
             sort_key=dynamodb.Attribute(name=schema.OWNER_INDEX_SK, type=dynamodb.AttributeType.STRING),
             projection_type=dynamodb.ProjectionType(schema.OWNER_INDEX_PROJECTION),
         )
+        table.add_global_secondary_index(
+            index_name=schema.REPORT_INDEX,
+            partition_key=dynamodb.Attribute(name=schema.REPORT_INDEX_PK, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=schema.REPORT_INDEX_SK, type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType(schema.REPORT_INDEX_PROJECTION),
+            non_key_attributes=list(schema.REPORT_INDEX_ATTRS),
+        )
         return table
 
     def _build_table(

@@ -5,8 +5,13 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from constructs import Construct
 
+from infra.alarms import AlarmTopic
+from infra.api import Api
 from infra.data import Data
 from infra.functions import SharedLayers
+from infra.notifications import Notifications
+from infra.ordering import Ordering
+from infra.reporting import Reporting
 
 
 class ReplenishmentStack(Stack):
@@ -24,4 +29,46 @@ class ReplenishmentStack(Stack):
         self.lwa_client_secret_name = (
             self.node.try_get_context("lwaClientSecretName") or "drs/lwa-client-secret"
         )
+        self.api = Api(
+            self,
+            "Api",
+            data=self.data,
+            layers=self.layers,
+            lwa_client_id=self.lwa_client_id,
+            lwa_client_secret_name=self.lwa_client_secret_name,
+            removal_policy=removal,
+        )
+        CfnOutput(self, "ApiUrl", value=self.api.url)
+        self.ordering = Ordering(
+            self,
+            "Ordering",
+            data=self.data,
+            layers=self.layers,
+            api=self.api,
+            lwa_client_id=self.lwa_client_id,
+            lwa_client_secret_name=self.lwa_client_secret_name,
+            removal_policy=removal,
+        )
+        self.reporting = Reporting(
+            self,
+            "Reporting",
+            data=self.data,
+            layers=self.layers,
+            lwa_client_id=self.lwa_client_id,
+            lwa_client_secret_name=self.lwa_client_secret_name,
+            removal_policy=removal,
+        )
+        # Every alarm of the stack notifies this topic (subscribe the operators to it).
+        self.alarms = AlarmTopic(self, "Alarms", key=self.data.key)
+        self.alarm_topic = self.alarms.topic
+        self.notifications = Notifications(
+            self,
+            "Notifications",
+            data=self.data,
+            layers=self.layers,
+            lwa_client_id=self.lwa_client_id,
+            alarm_action=self.alarms.action,
+        )
+        # Paste into the DRS developer portal (device model → notifications): DRS publishes here.
+        CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn)
         CfnOutput(self, "StateTableName", value=self.data.state_table.table_name)

@@ -36,17 +36,19 @@ def test_state_table_keys_stream_owner_index_pitr_and_cmk(template):
                 {"AttributeName": schema.STATE_SK, "KeyType": "RANGE"},
             ],
             "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
-            "GlobalSecondaryIndexes": [
-                Match.object_like(
-                    {
-                        "IndexName": schema.OWNER_INDEX,
-                        "KeySchema": [
-                            {"AttributeName": schema.OWNER_INDEX_PK, "KeyType": "HASH"},
-                            {"AttributeName": schema.OWNER_INDEX_SK, "KeyType": "RANGE"},
-                        ],
-                    }
-                )
-            ],
+            "GlobalSecondaryIndexes": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "IndexName": schema.OWNER_INDEX,
+                            "KeySchema": [
+                                {"AttributeName": schema.OWNER_INDEX_PK, "KeyType": "HASH"},
+                                {"AttributeName": schema.OWNER_INDEX_SK, "KeyType": "RANGE"},
+                            ],
+                        }
+                    )
+                ]
+            ),
             "BillingMode": "PAY_PER_REQUEST",
             "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
             "SSESpecification": {

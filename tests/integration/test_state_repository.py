@@ -111,8 +111,9 @@ def test_schema_key_builders_and_table_definition(dynamodb: Any) -> None:
     assert schema.slot_key("X1", "Filter") == {"pk": "DEVICE#X1", "sk": "SLOT#Filter"}
     assert schema.order_key("X1", "amzn1.order.1") == {"pk": "DEVICE#X1", "sk": "ORDER#amzn1.order.1"}
     assert schema.serial_from_pk("DEVICE#X1") == "X1"
-    (index,) = description["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == "owner"
+    indexes = {index["IndexName"]: index for index in description["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {"owner", "report"}
+    index = indexes["owner"]
     assert [k["AttributeName"] for k in index["KeySchema"]] == ["ownerId", "pk"]
     assert index["Projection"]["ProjectionType"] == "ALL"
     assert description["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from drs_core.adapters.lwa_client import LwaClient
     from drs_core.adapters.state_repository import StateRepository
     from drs_core.adapters.token_vault import TokenVault
+    from drs_core.adapters.usage_store import UsageStore
 
 # How long the LWA client secret is cached after a Secrets Manager read (Powertools Parameters).
 SECRET_MAX_AGE_SECONDS = 300
@@ -33,6 +34,14 @@ def repository() -> StateRepository:
     from drs_core.adapters.state_repository import StateRepository
 
     return StateRepository(_require(settings().state_table, "STATE_TABLE"))
+
+
+@cache
+def usage_store() -> UsageStore:
+    """The usage path's slot writes (its own DynamoDB client, built on first use)."""
+    from drs_core.adapters.usage_store import UsageStore
+
+    return UsageStore(_require(settings().state_table, "STATE_TABLE"))
 
 
 @cache
@@ -96,7 +105,7 @@ def token_vault() -> TokenVault:
 
 def reset() -> None:
     """Forget every built adapter and the cached settings (tests, the sandbox)."""
-    for factory in (repository, http_session, drs_client, lwa_client, token_vault, settings):
+    for factory in (repository, usage_store, http_session, drs_client, lwa_client, token_vault, settings):
         factory.cache_clear()
     from aws_lambda_powertools.utilities import parameters
 

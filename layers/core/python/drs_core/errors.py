@@ -106,3 +106,48 @@ class InvalidTransition(DomainError):
     """An order-lifecycle event that the current state does not allow."""
 
     code, status = "INVALID_ORDER_TRANSITION", 409
+
+
+class InvalidExitUri(DomainError):
+    """The settings page's ``exitUri`` must be an absolute URI with a scheme (drs-web's rule)."""
+
+    code, status = "INVALID_EXIT_URI", 400
+
+
+class ReportJobIncomplete(Exception):
+    """Some devices of a report job are not done (a retryable fault, or leased by another worker):
+    the job's SQS message goes back to the queue and the next delivery finishes it."""
+
+    def __init__(self, message: str, *, serials: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.serials = serials
+
+
+class UnknownSlot(DomainError):
+    """A usage reading names a slot the device does not have (nothing of the request is stored)."""
+
+    code, status = "UNKNOWN_SLOT", 400
+
+
+class InvalidReading(DomainError):
+    """A usage reading that is well-formed but unacceptable (e.g. observed too far in the future)."""
+
+    code, status = "INVALID_READING", 400
+
+
+class RequestInProgress(DomainError):
+    """The same ``Idempotency-Key`` is being processed right now: retry shortly for its answer."""
+
+    code, status = "REQUEST_IN_PROGRESS", 409
+
+
+class IdempotencyKeyReused(DomainError):
+    """An ``Idempotency-Key`` already used for a different request body."""
+
+    code, status = "IDEMPOTENCY_KEY_REUSED", 422
+
+
+class SlotBusy(DomainError):
+    """Concurrent writers kept changing a slot while a reading was applied: retry the request."""
+
+    code, status = "SLOT_BUSY", 503

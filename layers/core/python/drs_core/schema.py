@@ -7,6 +7,7 @@ sandbox); the CDK constructs read the same constants so the two never drift.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 # --- State table (single table: device, slot and order items under one partition per device) ---
@@ -25,8 +26,32 @@ OWNER_INDEX_PK = "ownerId"
 OWNER_INDEX_SK = STATE_PK
 OWNER_INDEX_PROJECTION = "ALL"
 
+# GSI the report planner pages through, one bucket an hour (architecture §1 flow 5). Sparse: only
+# device items carry ``reportBucket`` (derived from the serial, ``report_bucket``). It projects the
+# device ``status`` so the planner skips unlinked devices without reading their items; a status changes
+# rarely, so the index costs a write per lifecycle event, never per reading or per report. ~42 k devices
+# per bucket at 1 M devices is one paginated Query an hour: no write sharding needed (see README).
+REPORT_INDEX = "report"
+REPORT_INDEX_PK = "reportBucket"
+REPORT_INDEX_SK = STATE_PK
+REPORT_INDEX_PROJECTION = "INCLUDE"
+REPORT_INDEX_ATTRS = ("status",)  # items.Attr.STATUS
+REPORT_BUCKETS = 24
+# The reporting concern's own item in each device partition: lease and what was last reported.
+REPORT_SK = "REPORT"
+
 # Slot attribute the usage path sets and the stream filter of the reorder function matches on.
 REORDER_DUE_ATTR = "reorderDue"
+# The reorder function's event-source filter (Lambda event filtering, EventBridge pattern syntax): only
+# stream records of slot items whose new image says a reorder is due invoke it. The CDK construct and the
+# sandbox/test pumps (moto's ``EventPattern``) read this one definition.
+REORDER_FILTER_PATTERN: dict[str, Any] = {
+    "eventName": ["INSERT", "MODIFY"],
+    "dynamodb": {
+        "Keys": {STATE_SK: {"S": [{"prefix": SLOT_PREFIX}]}},
+        "NewImage": {REORDER_DUE_ATTR: {"BOOL": [True]}},
+    },
+}
 
 # --- Tokens table (one item per device; ciphertext only) ---
 TOKENS_PK = "serial"
@@ -65,8 +90,19 @@ def order_key(serial: str, instance_id: str) -> dict[str, str]:
     return {STATE_PK: device_pk(serial), STATE_SK: f"{ORDER_PREFIX}{instance_id}"}
 
 
+def report_key(serial: str) -> dict[str, str]:
+    """Primary key of the device's report item (``sk = REPORT``)."""
+    return {STATE_PK: device_pk(serial), STATE_SK: REPORT_SK}
+
+
+def report_bucket(serial: str) -> str:
+    """The hourly report bucket of a device, "00".."23": a stable hash of the serial, evenly spread."""
+    digest = hashlib.sha256(serial.encode("utf-8")).digest()
+    return f"{int.from_bytes(digest[:8], 'big') % REPORT_BUCKETS:02d}"
+
+
 def state_table_kwargs(table_name: str) -> dict[str, Any]:
-    """``create_table`` arguments for the state table: keys, sparse owner GSI, stream, on-demand."""
+    """``create_table`` arguments for the state table: keys, sparse owner and report GSIs, stream."""
     return {
         "TableName": table_name,
         "KeySchema": [
@@ -77,6 +113,7 @@ def state_table_kwargs(table_name: str) -> dict[str, Any]:
             {"AttributeName": STATE_PK, "AttributeType": "S"},
             {"AttributeName": STATE_SK, "AttributeType": "S"},
             {"AttributeName": OWNER_INDEX_PK, "AttributeType": "S"},
+            {"AttributeName": REPORT_INDEX_PK, "AttributeType": "S"},
         ],
         "GlobalSecondaryIndexes": [
             {
@@ -86,7 +123,18 @@ def state_table_kwargs(table_name: str) -> dict[str, Any]:
                     {"AttributeName": OWNER_INDEX_SK, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": OWNER_INDEX_PROJECTION},
-            }
+            },
+            {
+                "IndexName": REPORT_INDEX,
+                "KeySchema": [
+                    {"AttributeName": REPORT_INDEX_PK, "KeyType": "HASH"},
+                    {"AttributeName": REPORT_INDEX_SK, "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": REPORT_INDEX_PROJECTION,
+                    "NonKeyAttributes": list(REPORT_INDEX_ATTRS),
+                },
+            },
         ],
         "StreamSpecification": {"StreamEnabled": True, "StreamViewType": STATE_STREAM_VIEW_TYPE},
         "BillingMode": BILLING_MODE,

@@ -36,6 +36,7 @@ class Attr:
     CREDENTIAL_HASH = "credentialHash"
     LINKED_AT = "linkedAt"
     VERSION = "version"
+    REPORT_BUCKET = schema.REPORT_INDEX_PK  # derived from the serial: puts the device in the report index
 
     SUBSCRIBED = "subscribed"
     ASIN = "asin"
@@ -56,12 +57,31 @@ class Attr:
     SAFETY = "safetyDays"
     AUTO_REORDER = "autoReorder"
     REORDER_DUE = schema.REORDER_DUE_ATTR
+    # Usage path (adapters/usage_store.py, domain/usage.py): the reorder point as a quantity, the
+    # remaining level it means (point - on hand) and the headroom above it (remaining - level), valid
+    # while reorderVersion = version; the day's consumption snapshot; reading times; a reorder hold.
+    REORDER_POINT = "reorderPoint"
+    REORDER_LEVEL = "reorderLevel"
+    HEADROOM = "headroom"
+    REORDER_VERSION = "reorderVersion"
+    LAST_ABSOLUTE = "lastAbsoluteAt"
+    LAST_READING = "lastReadingAt"
+    SNAPSHOT_REMAINING = "snapshotRemaining"
+    SNAPSHOT_AT = "snapshotAt"
+    REFILLED_SINCE_SNAPSHOT = "refilledSinceSnapshot"
+    REORDER_HELD_UNTIL = "reorderHeldUntil"
 
     SLOT_ID = "slotId"
     IS_TEST_ORDER = "isTest"
     QUANTITY = "quantity"
     PLACED_AT = "placedAt"
     LAST_NOTIFICATION = "lastNotificationTime"
+    # DRS notifications (services/notifications.py): when each kind was last applied, so a stale one
+    # never undoes a newer one; ``deliveredAt`` closes an order's history for good.
+    DELIVERED_AT = "deliveredAt"
+    SUBSCRIPTION_NOTIFICATION = "subscriptionNotificationTime"
+    REGISTERED_NOTIFICATION = "registeredNotificationTime"
+    DEREGISTERED_NOTIFICATION = "deregisteredNotificationTime"
 
 
 class TableGateway:
@@ -262,6 +282,7 @@ def device_attributes(device: Device) -> dict[str, AttributeValue | None]:
         Attr.LAST_ACTIVE: time_av(device.last_active_at),
         Attr.CREDENTIAL_HASH: opt_str_av(device.credential_hash),
         Attr.LINKED_AT: time_av(device.linked_at),
+        Attr.REPORT_BUCKET: str_av(schema.report_bucket(device.serial)),
     }
 
 
@@ -334,6 +355,7 @@ def slot_from_item(item: Item) -> Slot:
             auto_reorder=get_bool(item, Attr.AUTO_REORDER, defaults.auto_reorder),
         ),
         version=get_int(item, Attr.VERSION, 0),
+        last_reading_at=get_time(item, Attr.LAST_READING),
     )
 
 

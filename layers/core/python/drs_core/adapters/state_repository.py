@@ -123,8 +123,9 @@ class StateRepository(TableGateway):
     def link_device(self, device: Device, *, owner_id: str) -> Device:
         """Create the device item or re-link it to ``owner_id``; raise ``DeviceAlreadyLinked`` otherwise.
 
-        Allowed when the device is new, already the same owner's (re-link rotates credentials), or
-        deregistered (a new customer may take it). The device item is written as given.
+        Allowed when the device is new, has no owner yet (a ``DeviceRegisteredNotification`` may create
+        the item before the app finishes linking), is already the same owner's (re-link rotates
+        credentials), or deregistered (a new customer may take it). The device item is written as given.
         """
         update = UpdateBuilder()
         for attribute, value in {**device_attributes(device), Attr.OWNER_ID: str_av(owner_id)}.items():
@@ -132,6 +133,7 @@ class StateRepository(TableGateway):
         update.bump_version()
         condition = (
             f"attribute_not_exists({update.name(schema.STATE_PK)})"
+            f" OR attribute_not_exists({update.name(Attr.OWNER_ID)})"
             f" OR {update.name(Attr.OWNER_ID)} = {update.value(str_av(owner_id))}"
             f" OR {update.name(Attr.STATUS)} = {update.value(str_av(DeviceStatus.DEREGISTERED.value))}"
         )

@@ -64,6 +64,8 @@ class Slot:
     order: SlotOrder = field(default_factory=SlotOrder)
     policy: SlotPolicy = field(default_factory=SlotPolicy)
     version: int = 0
+    # Server time of the slot's last usage reading: the device's last activity is the newest of these.
+    last_reading_at: datetime | None = None
 
     def with_order(self, **changes: object) -> Slot:
         return replace(self, order=replace(self.order, **changes))

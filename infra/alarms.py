@@ -1,0 +1,31 @@
+"""The alarm topic: every CloudWatch alarm of the stack notifies it; operators subscribe to it."""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+
+class AlarmTopic(Construct):
+    """An SNS topic encrypted with the stack key, TLS only; ``action`` is what alarms add."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(
+            self, "Topic", display_name="DRS replenishment alarms", master_key=key, enforce_ssl=True
+        )
+        # CloudWatch publishes alarm state changes to the encrypted topic: it needs the key for that,
+        # and only for alarms of this account.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            )
+        )
+        self.action = cw_actions.SnsAction(self.topic)

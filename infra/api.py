@@ -1,0 +1,330 @@
+"""The public HTTP API (design/api.md §1): API Gateway HTTP API, its two Lambda authorizers, the companion
+app's function, route throttling and access logs.
+
+Other concerns add their routes through ``add_companion_route`` (LWA bearer of the app user) and
+``add_device_route`` (``Device <token>``, bound to the ``{serial}`` of the path).
+"""
+
+from __future__ import annotations
+
+import json
+
+import jsii
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from drs_core import schema
+from infra.constants import (
+    API_BURST_LIMIT,
+    API_RATE_LIMIT,
+    AUTHORIZER_CACHE_SECONDS,
+    REGISTRATION_BURST_LIMIT,
+    REGISTRATION_RATE_LIMIT,
+)
+from infra.data import Data
+from infra.functions import ReplenishmentFunction, SharedLayers
+from infra.nag import acknowledge
+
+REGISTRATION_PATH = "/v1/devices/{serial}/registration"
+OPENAPI_PATH = "/v1/openapi.json"
+# Every companion route of api.md §1, served by the one companion function.
+COMPANION_ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", REGISTRATION_PATH),
+    ("DELETE", REGISTRATION_PATH),
+    ("GET", "/v1/devices"),
+    ("GET", "/v1/devices/{serial}"),
+    ("GET", "/v1/devices/{serial}/settings-link"),
+    ("PUT", "/v1/devices/{serial}/slots/{slotId}/policy"),
+    ("DELETE", "/v1/devices/{serial}/test-orders"),
+    ("DELETE", "/v1/devices/{serial}/test-orders/{slotId}"),
+)
+
+# API Gateway caches an authorizer's answer per distinct value of these. The device authorizer's
+# includes the request path, so a cached "allow" for serial A's token never answers for serial B.
+COMPANION_IDENTITY_SOURCE = ["$request.header.Authorization"]
+DEVICE_IDENTITY_SOURCE = ["$request.header.Authorization", "$context.path"]
+
+# One JSON line per request. No headers and no query string: those may carry tokens.
+_ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTime",
+    "ip": "$context.identity.sourceIp",
+    "routeKey": "$context.routeKey",
+    "path": "$context.path",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "latencyMs": "$context.responseLatency",
+    "integrationLatencyMs": "$context.integrationLatency",
+    "integrationError": "$context.integrationErrorMessage",
+    "authorizerError": "$context.authorizer.error",
+    "userId": "$context.authorizer.userId",
+}
+
+
+@jsii.implements(apigwv2.IAccessLogSettings)
+class _AccessLogSettings:
+    """The stage's access-log destination and format (the interface has no concrete class)."""
+
+    def __init__(self, log_group: logs.ILogGroup) -> None:
+        self._destination = apigwv2.LogGroupLogDestination(log_group)
+
+    @property
+    def destination(self) -> apigwv2.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigw.AccessLogFormat:
+        return apigw.AccessLogFormat.custom(json.dumps(_ACCESS_LOG_FORMAT))
+
+
+class Api(Construct):
+    """The HTTP API with its authorizers, the companion function and its routes.
+
+    ``http_api``, ``url``, ``add_companion_route`` and ``add_device_route`` are what other concerns use.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        data: Data,
+        layers: SharedLayers,
+        lwa_client_id: str,
+        lwa_client_secret_name: str,
+        endpoints: dict[str, str] | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._data = data
+        self._layers = layers
+        self._removal_policy = removal_policy
+        self._lwa_client_id = lwa_client_id
+        self._secret_name = lwa_client_secret_name
+        self._secret_arn = Stack.of(self).format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{lwa_client_secret_name}-*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        # DRS_ENDPOINT / LWA_ENDPOINT / DRS_WEB_ENDPOINT overrides; the runtime defaults are Amazon's.
+        self._endpoints = dict(endpoints or {})
+        self._route_throttles: dict[str, dict[str, float]] = {}
+        self._integrations: dict[str, integrations.HttpLambdaIntegration] = {}
+        self._routes: dict[str, list[apigwv2.HttpRoute]] = {}
+        cache_seconds = int(self.node.try_get_context("authorizerCacheSeconds") or AUTHORIZER_CACHE_SECONDS)
+
+        self.http_api = apigwv2.HttpApi(
+            self,
+            "HttpApi",
+            api_name=f"{Stack.of(self).stack_name}-api",
+            description="DRS replenishment: companion app and device API",
+            create_default_stage=False,
+        )
+        self.access_logs = self._build_access_logs()
+        self.stage = self._build_stage()
+        self.url: str = self.stage.url
+
+        self.companion_authorizer_function = self._build_companion_authorizer_function()
+        self.device_authorizer_function = self._build_device_authorizer_function()
+        self.companion_authorizer = authorizers.HttpLambdaAuthorizer(
+            "CompanionAuthorizer",
+            self.companion_authorizer_function.function,
+            authorizer_name="companion",
+            identity_source=COMPANION_IDENTITY_SOURCE,
+            response_types=[authorizers.HttpLambdaResponseType.SIMPLE],
+            results_cache_ttl=Duration.seconds(cache_seconds),
+        )
+        self.device_authorizer = authorizers.HttpLambdaAuthorizer(
+            "DeviceAuthorizer",
+            self.device_authorizer_function.function,
+            authorizer_name="device",
+            identity_source=DEVICE_IDENTITY_SOURCE,
+            response_types=[authorizers.HttpLambdaResponseType.SIMPLE],
+            results_cache_ttl=Duration.seconds(cache_seconds),
+        )
+        self.companion_api_function = self._build_companion_api_function()
+        self._add_companion_routes()
+
+    # --- what other concerns call ---------------------------------------------------------------------
+
+    def add_companion_route(self, method: str, path: str, function: lambda_.IFunction) -> None:
+        """Route ``method path`` to ``function`` behind the companion (LWA bearer) authorizer."""
+        self._add_route(method, path, function, self.companion_authorizer)
+
+    def add_device_route(self, method: str, path: str, function: lambda_.IFunction) -> None:
+        """Route ``method path`` (which must contain ``{serial}``) behind the device authorizer."""
+        if "{serial}" not in path:
+            raise ValueError("a device route must carry {serial}: the device token is bound to it")
+        self._add_route(method, path, function, self.device_authorizer)
+
+    def throttle_route(self, method: str, path: str, *, rate_limit: float, burst_limit: int) -> None:
+        """Give an added route its own throttle instead of the stage default."""
+        route_key = f"{method.upper()} {path}"
+        if route_key not in self._routes:
+            raise ValueError(f"no route {route_key} to throttle")
+        self._route_throttles[route_key] = {
+            "ThrottlingRateLimit": rate_limit,
+            "ThrottlingBurstLimit": burst_limit,
+        }
+        cfn_stage: apigwv2.CfnStage = self.stage.node.default_child  # type: ignore[assignment]
+        cfn_stage.route_settings = dict(self._route_throttles)
+        # A stage's route settings may only name routes that exist already.
+        for route in self._routes[route_key]:
+            self.stage.node.add_dependency(route)
+
+    # --- builders -------------------------------------------------------------------------------------
+
+    def _add_route(
+        self,
+        method: str,
+        path: str,
+        function: lambda_.IFunction,
+        authorizer: apigwv2.IHttpRouteAuthorizer | None,
+    ) -> list[apigwv2.HttpRoute]:
+        routes = self.http_api.add_routes(
+            path=path,
+            methods=[apigwv2.HttpMethod(method.upper())],
+            integration=self._integration(function),
+            authorizer=authorizer or apigwv2.HttpNoneAuthorizer(),
+        )
+        self._routes.setdefault(f"{method.upper()} {path}", []).extend(routes)
+        return routes
+
+    def _integration(self, function: lambda_.IFunction) -> integrations.HttpLambdaIntegration:
+        # One integration per function, shared by all of its routes.
+        key = function.node.path
+        if key not in self._integrations:
+            self._integrations[key] = integrations.HttpLambdaIntegration(
+                f"{function.node.id}Integration",
+                function,
+                payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
+            )
+        return self._integrations[key]
+
+    def _build_access_logs(self) -> logs.LogGroup:
+        return logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=self._removal_policy,
+        )
+
+    def _build_stage(self) -> apigwv2.HttpStage:
+        return apigwv2.HttpStage(
+            self,
+            "DefaultStage",
+            http_api=self.http_api,
+            stage_name="$default",
+            auto_deploy=True,
+            access_log_settings=_AccessLogSettings(self.access_logs),
+            throttle=apigwv2.ThrottleSettings(rate_limit=API_RATE_LIMIT, burst_limit=API_BURST_LIMIT),
+        )
+
+    def _build_companion_authorizer_function(self) -> ReplenishmentFunction:
+        return ReplenishmentFunction(
+            self,
+            "CompanionAuthorizerFn",
+            name="companion_authorizer",
+            description="Verifies the companion app user's LWA access token (tokeninfo, audience check)",
+            layers=self._layers,
+            # tokeninfo needs no client secret: this function gets neither the secret nor any table.
+            environment={"LWA_CLIENT_ID": self._lwa_client_id, **self._endpoints},
+            removal_policy=self._removal_policy,
+        )
+
+    def _build_device_authorizer_function(self) -> ReplenishmentFunction:
+        fn = ReplenishmentFunction(
+            self,
+            "DeviceAuthorizerFn",
+            name="device_authorizer",
+            description="Verifies a device credential against its serial's stored hash",
+            layers=self._layers,
+            environment={"STATE_TABLE": self._data.state_table.table_name},
+            removal_policy=self._removal_policy,
+        )
+        # One GetItem per uncached request; the table is encrypted with the data key.
+        fn.role.add_to_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[self._data.state_table.table_arn])
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(actions=["kms:Decrypt"], resources=[self._data.key.key_arn])
+        )
+        return fn
+
+    def _build_companion_api_function(self) -> ReplenishmentFunction:
+        fn = ReplenishmentFunction(
+            self,
+            "CompanionApiFn",
+            name="companion_api",
+            description="Companion app routes: linking (LWA token exchange), unlinking, reads, settings",
+            layers=self._layers,
+            environment={
+                "STATE_TABLE": self._data.state_table.table_name,
+                "TOKENS_TABLE": self._data.tokens_table.table_name,
+                "TOKENS_KMS_KEY_ID": self._data.key.key_arn,
+                "LWA_CLIENT_ID": self._lwa_client_id,
+                "LWA_CLIENT_SECRET_NAME": self._secret_name,
+                **self._endpoints,
+            },
+            timeout=Duration.seconds(20),
+            removal_policy=self._removal_policy,
+        )
+        state, tokens, key = self._data.state_table, self._data.tokens_table, self._data.key
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                resources=[state.table_arn],
+            )
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"],
+                resources=[f"{state.table_arn}/index/{schema.OWNER_INDEX}"],
+            )
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+                resources=[tokens.table_arn],
+            )
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(actions=["kms:Encrypt", "kms:Decrypt"], resources=[key.key_arn])
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[self._secret_arn])
+        )
+        acknowledge(
+            fn.role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:"
+            f"<AWS::AccountId>:secret:{self._secret_name}-*]",
+            "Secrets Manager appends six random characters to a secret's ARN; the wildcard covers only "
+            "that suffix of the one LWA client secret named in context.",
+        )
+        return fn
+
+    def _add_companion_routes(self) -> None:
+        fn = self.companion_api_function.function
+        for method, path in COMPANION_ROUTES:
+            self.add_companion_route(method, path, fn)
+        for route in self._add_route("GET", OPENAPI_PATH, fn, None):
+            acknowledge(
+                route,
+                "AwsSolutions-APIG4",
+                "The OpenAPI document describes the public contract only; it holds no customer data and "
+                "clients fetch it before they have a token.",
+            )
+        self.throttle_route(
+            "POST",
+            REGISTRATION_PATH,
+            rate_limit=REGISTRATION_RATE_LIMIT,
+            burst_limit=REGISTRATION_BURST_LIMIT,
+        )

@@ -1,0 +1,270 @@
+"""Request and response models of the public HTTP API (design/api.md §1), in its own camelCase names.
+
+Requests reject unknown fields (``extra="forbid"``) and are strict about JSON types, so a typo or a
+string where a number belongs answers 400 instead of being guessed at. Responses are built from the
+domain models by ``device_view`` / ``slot_view``; optional fields that have no value are left out of
+the JSON rather than sent as null.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from drs_core.clock import parse_iso, to_iso
+from drs_core.domain import forecast as forecasting
+from drs_core.domain.models import Device, Reading, ReadingKind, Slot
+
+# DRS's rule for model ids and serials (reference/drs-api.md §5); slot ids are ours to bound.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9+_-]{1,64}$"
+IDENTIFIER_MAX_LENGTH = 64
+SLOT_ID_PATTERN = r"^[A-Za-z0-9+_.:-]{1,128}$"
+
+Serial = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, max_length=IDENTIFIER_MAX_LENGTH)]
+ModelId = Annotated[str, Field(pattern=IDENTIFIER_PATTERN, max_length=IDENTIFIER_MAX_LENGTH)]
+SlotId = Annotated[str, Field(pattern=SLOT_ID_PATTERN, max_length=128)]
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: unknown fields and type coercions are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ResponseModel(BaseModel):
+    """Base of every response body: ``None`` optionals are omitted (fields in ``_nullable`` stay)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    _nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: SerializerFunctionWrapHandler):  # no return type: keeps the schema
+        data = handler(self)
+        return {key: value for key, value in data.items() if value is not None or key in self._nullable}
+
+
+# --- companion app requests --------------------------------------------------------------------------
+
+
+class RegistrationRequest(RequestModel):
+    """``POST /v1/devices/{serial}/registration``: the LWA authorisation code the app obtained.
+
+    ``isTestDevice`` (an extension of api.md) repeats the ``is_test_device`` the app put in the LWA
+    ``scope_data``: DRS never tells the backend, and test-order cancellation depends on it.
+    """
+
+    modelId: ModelId
+    authorizationCode: str = Field(min_length=1, max_length=2048)
+    redirectUri: str = Field(min_length=1, max_length=2048)
+    # RFC 7636: 43 to 128 characters of the unreserved set.
+    codeVerifier: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._~-]{43,128}$")
+    isTestDevice: bool = False
+
+
+class PolicyUpdateRequest(RequestModel):
+    """``PUT …/slots/{slotId}/policy``: the fields to change; at least one."""
+
+    thresholdFraction: float | None = Field(default=None, ge=0, le=1)
+    leadTimeDays: float | None = Field(default=None, ge=0, le=90)
+    autoReorder: bool | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> PolicyUpdateRequest:
+        if self.thresholdFraction is None and self.leadTimeDays is None and self.autoReorder is None:
+            raise ValueError("name at least one of thresholdFraction, leadTimeDays, autoReorder")
+        return self
+
+
+# --- device requests ---------------------------------------------------------------------------------
+
+# Far beyond any slot's contents, far inside DynamoDB's number range.
+MAX_QUANTITY = 1e12
+MAX_READINGS = 100
+
+
+class ReadingModel(RequestModel):
+    """One slot reading: exactly one of remaining / consumed / refilled (api.md ``Reading``)."""
+
+    slotId: SlotId
+    observedAt: datetime = Field(description="ISO-8601; without a zone it is UTC")
+    remainingQuantity: float | None = Field(default=None, ge=0, le=MAX_QUANTITY, allow_inf_nan=False)
+    consumedQuantity: float | None = Field(default=None, gt=0, le=MAX_QUANTITY, allow_inf_nan=False)
+    refilledQuantity: float | None = Field(default=None, gt=0, le=MAX_QUANTITY, allow_inf_nan=False)
+    originalQuantity: float | None = Field(default=None, gt=0, le=MAX_QUANTITY, allow_inf_nan=False)
+
+    @field_validator("observedAt", mode="before")
+    @classmethod
+    def _iso_timestamp(cls, value: Any) -> datetime:
+        # Strict models take no strings for datetimes, and epoch numbers are not accepted here.
+        if not isinstance(value, str) or not 10 <= len(value) <= 40:
+            raise ValueError("observedAt must be an ISO-8601 timestamp")
+        return parse_iso(value)
+
+    @model_validator(mode="after")
+    def _exactly_one_quantity(self) -> ReadingModel:
+        quantities = (self.remainingQuantity, self.consumedQuantity, self.refilledQuantity)
+        given = [q for q in quantities if q is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of remainingQuantity, consumedQuantity, refilledQuantity")
+        return self
+
+    def to_reading(self) -> Reading:
+        """The domain ``Reading``."""
+        if self.remainingQuantity is not None:
+            kind, amount = ReadingKind.REMAINING, self.remainingQuantity
+        elif self.consumedQuantity is not None:
+            kind, amount = ReadingKind.CONSUMED, self.consumedQuantity
+        else:
+            kind, amount = ReadingKind.REFILLED, float(self.refilledQuantity or 0.0)
+        return Reading(self.slotId, self.observedAt, kind, amount, self.originalQuantity)
+
+
+class UsageRequest(RequestModel):
+    """``POST /v1/devices/{serial}/usage``: 1-100 readings."""
+
+    readings: list[ReadingModel] = Field(min_length=1, max_length=MAX_READINGS)
+
+
+class UsageResponse(BaseModel):
+    """202 answer of the usage route: every slot the request named, as it stands now."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    slots: list[SlotView]
+
+
+# --- responses ---------------------------------------------------------------------------------------
+
+
+class OrderView(ResponseModel):
+    state: Literal["NONE", "REQUESTED", "PLACED", "SHIPPED", "CANCELLED"]
+    instanceId: str | None = None
+    estimatedDeliveryDate: str | None = None
+    cooldownUntil: str | None = None
+
+
+class PolicyView(ResponseModel):
+    thresholdFraction: float
+    leadTimeDays: float
+    safetyDays: float
+    autoReorder: bool
+
+
+class SlotView(ResponseModel):
+    slotId: str
+    subscribed: bool
+    asin: str | None = None
+    unit: str | None = None
+    originalQuantity: float
+    remainingQuantity: float
+    onHandQuantity: float
+    dailyConsumption: float | None = None
+    expectedRunOutDate: str | None = None
+    expectedReplenishmentDate: str | None = None
+    order: OrderView
+    policy: PolicyView
+
+
+class DeviceView(ResponseModel):
+    _nullable: ClassVar[frozenset[str]] = frozenset({"lastActiveAt"})
+
+    serial: str
+    modelId: str
+    status: Literal["LINKED", "REAUTH_REQUIRED", "DEREGISTERED"]
+    isTestDevice: bool
+    lastActiveAt: str | None
+    slots: list[SlotView]
+
+
+class DeviceListResponse(ResponseModel):
+    devices: list[DeviceView]
+
+
+class RegistrationResponse(ResponseModel):
+    device: DeviceView
+    deviceToken: str = Field(description="The device credential; shown once, stored only as a hash")
+
+
+class SettingsLinkResponse(ResponseModel):
+    url: str
+
+
+class TestOrderSlotStatus(ResponseModel):
+    slotId: str
+    orderStatus: str
+
+
+class TestOrdersCancelledResponse(ResponseModel):
+    slots: list[TestOrderSlotStatus]
+
+
+class ErrorDetail(ResponseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(ResponseModel):
+    error: ErrorDetail
+
+
+# --- domain → view -----------------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return to_iso(value) if value is not None else None
+
+
+def slot_view(slot: Slot, now: datetime) -> SlotView:
+    """The API's ``Slot``, with the forecast computed for ``now`` (never stored, so never stale)."""
+    predicted = forecasting.forecast(
+        remaining=slot.remaining_quantity,
+        on_hand=slot.on_hand_quantity,
+        daily_consumption=slot.daily_consumption,
+        now=now,
+        lead_time_days=slot.policy.lead_time_days,
+    )
+    return SlotView(
+        slotId=slot.slot_id,
+        subscribed=slot.subscribed,
+        asin=slot.asin,
+        unit=slot.unit,
+        originalQuantity=slot.original_quantity,
+        remainingQuantity=slot.remaining_quantity,
+        onHandQuantity=slot.on_hand_quantity,
+        dailyConsumption=slot.daily_consumption,
+        expectedRunOutDate=_iso(predicted.run_out_at) if predicted else None,
+        expectedReplenishmentDate=_iso(predicted.expected_replenishment_at) if predicted else None,
+        order=OrderView(
+            state=slot.order.state.value,
+            instanceId=slot.order.instance_id,
+            estimatedDeliveryDate=_iso(slot.order.estimated_delivery_date),
+            cooldownUntil=_iso(slot.order.cooldown_until),
+        ),
+        policy=PolicyView(
+            thresholdFraction=slot.policy.threshold_fraction,
+            leadTimeDays=slot.policy.lead_time_days,
+            safetyDays=slot.policy.safety_days,
+            autoReorder=slot.policy.auto_reorder,
+        ),
+    )
+
+
+def device_view(device: Device, slots: list[Slot], now: datetime) -> DeviceView:
+    """The API's ``Device`` with its slots."""
+    return DeviceView(
+        serial=device.serial,
+        modelId=device.model_id,
+        status=device.status.value,
+        isTestDevice=device.is_test_device,
+        lastActiveAt=_iso(device.last_active_at),
+        slots=[slot_view(slot, now) for slot in slots],
+    )

@@ -1,0 +1,114 @@
+"""Usage ingestion: apply a device's readings to its slots, one conditional write per reading.
+
+A request is all or nothing with respect to unknown slots, without reading first: every slot's first
+reading is sent as the blind hot-path write (a refused write stores nothing, and its refusal tells
+whether the slot exists). Only when every slot is known do the exact writes and the further readings
+follow; if a slot is unknown, the blind writes that succeeded are put back (guarded by their version),
+so the tables hold what they held before. Readings of one slot apply in ``observedAt`` order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from drs_core.adapters.items import slot_from_item
+from drs_core.adapters.usage_store import FastAttempt, ReadingResult, UsageStore
+from drs_core.domain.models import Reading, Slot
+from drs_core.domain.usage import reading_problem
+from drs_core.errors import InvalidReading, UnknownSlot
+from drs_core.observability import logger, metrics
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The slots after the request (in order of first mention) and what happened to the readings."""
+
+    slots: list[Slot]
+    applied: int
+    stale: int
+    due_raised: int
+    exact_writes: int
+
+
+def ingest_readings(
+    serial: str, readings: Sequence[Reading], *, store: UsageStore, now: datetime
+) -> IngestResult:
+    """Apply ``readings`` of device ``serial`` received at ``now``.
+
+    Raises ``InvalidReading`` (nothing written) for a reading observed too far in the future and
+    ``UnknownSlot`` (nothing kept) when a reading names a slot the device does not have.
+    """
+    for reading in readings:
+        problem = reading_problem(reading, now)
+        if problem is not None:
+            raise InvalidReading(f"slot {reading.slot_id}: {problem}")
+    by_slot: dict[str, list[Reading]] = {}
+    for reading in readings:
+        by_slot.setdefault(reading.slot_id, []).append(reading)
+    for group in by_slot.values():
+        group.sort(key=lambda reading: reading.observed_at)  # stable: equal times keep request order
+
+    first = _first_attempts(serial, by_slot, store=store, now=now)
+    results: list[ReadingResult] = []
+    final: dict[str, ReadingResult] = {}
+    for slot_id, group in by_slot.items():
+        result = store.apply(serial, slot_id, group[0], now, first=first[slot_id])
+        results.append(result)
+        for reading in group[1:]:
+            result = store.apply(serial, slot_id, reading, now)
+            results.append(result)
+        final[slot_id] = result
+
+    outcome = IngestResult(
+        slots=[slot_from_item(final[slot_id].after) for slot_id in by_slot],
+        applied=sum(1 for r in results if r.applied),
+        stale=sum(1 for r in results if not r.applied),
+        due_raised=sum(1 for r in results if r.due_raised),
+        exact_writes=sum(1 for r in results if not r.fast and r.applied),
+    )
+    _record_metrics(outcome)
+    return outcome
+
+
+def _first_attempts(
+    serial: str, by_slot: dict[str, list[Reading]], *, store: UsageStore, now: datetime
+) -> dict[str, FastAttempt]:
+    """Each slot's first blind write; on an unknown slot, undo the accepted ones and refuse."""
+    attempts: dict[str, FastAttempt] = {}
+    for slot_id, group in by_slot.items():
+        attempt = store.try_fast(serial, slot_id, group[0], now)
+        if not attempt.accepted and attempt.item is None:
+            _undo(serial, attempts, by_slot, store=store, now=now)
+            logger.info("usage refused: unknown slot", extra={"slotId": slot_id})
+            raise UnknownSlot(f"slot {slot_id} is not a slot of this device")
+        attempts[slot_id] = attempt
+    return attempts
+
+
+def _undo(
+    serial: str,
+    attempts: dict[str, FastAttempt],
+    by_slot: dict[str, list[Reading]],
+    *,
+    store: UsageStore,
+    now: datetime,
+) -> None:
+    for slot_id, attempt in attempts.items():
+        if attempt.accepted:
+            written = store.apply(serial, slot_id, by_slot[slot_id][0], now, first=attempt)
+            store.restore(serial, slot_id, written.before, written.after)
+
+
+def _record_metrics(outcome: IngestResult) -> None:
+    metrics.add_metric(name="ReadingsApplied", unit=MetricUnit.Count, value=outcome.applied)
+    if outcome.stale:
+        metrics.add_metric(name="ReadingsStale", unit=MetricUnit.Count, value=outcome.stale)
+    if outcome.exact_writes:
+        metrics.add_metric(name="ReadingExactWrites", unit=MetricUnit.Count, value=outcome.exact_writes)
+    if outcome.due_raised:
+        metrics.add_metric(name="ReorderDueRaised", unit=MetricUnit.Count, value=outcome.due_raised)
+        logger.info("reorder due raised", extra={"slots": outcome.due_raised})
