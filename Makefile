@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
+# Two workers (this machine has 2 cores); one file per worker keeps module-scoped synths single.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: help install test lint format demo sandbox synth bench clean
 

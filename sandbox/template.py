@@ -83,7 +83,7 @@ def synthesized_template(*, use_cache: bool = True, cache_dir: Path = CACHE_DIR)
     cache_dir.mkdir(parents=True, exist_ok=True)
     for stale in cache_dir.glob("template-*.json"):
         stale.unlink(missing_ok=True)
-    partial = cached.with_suffix(".tmp")
+    partial = cached.with_suffix(f".{os.getpid()}.tmp")  # one per process: xdist workers race
     partial.write_text(json.dumps(template, indent=1))
     partial.replace(cached)  # atomic: a concurrent reader never sees half a file
     return template
