@@ -17,6 +17,7 @@ from drs_core import dependencies
 from drs_core.clock import to_iso
 from tests.conftest import AwsEnv
 from tests.support import ordering as fixtures
+from tests.support.api_fixtures import DEVICE, concrete
 from tests.support.ordering import Ordering
 
 api = fixtures.api
@@ -61,6 +62,19 @@ class DynamoDBCalls:
 
 
 # --- happy paths -------------------------------------------------------------------------------------
+
+
+def test_the_app_sees_the_device_active_after_a_reading(ordering: Ordering) -> None:
+    # Given a linked device that has not reported yet
+    device = ordering.api.link()
+    path = concrete(DEVICE, device.serial)
+    before = ordering.api.request("GET", DEVICE, path, authorization=device.owner.bearer)
+    assert before.body["lastActiveAt"] is None
+    # When it reports a level
+    assert ordering.post_usage(device, [level("Filter", 40, ordering.now_iso())]).status == 202
+    # Then the companion app's view shows the reading's time as the last activity (no device write)
+    after = ordering.api.request("GET", DEVICE, path, authorization=device.owner.bearer)
+    assert after.body["lastActiveAt"] == ordering.now_iso()
 
 
 def test_readings_are_applied_and_answered_with_the_slots(ordering: Ordering) -> None:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drs_core import schema
-from drs_core.domain.models import Slot, SlotPolicy
+from drs_core.domain.models import Device, Slot, SlotPolicy
 from drs_core.domain.reporting import (
     NO_FORECAST_DAYS,
     ReportMarks,
@@ -89,23 +89,13 @@ def test_slot_report_due(subscribed, last_use, last_reading, mark, due):
 def test_last_activity_is_the_latest_reading_else_the_link_time_never_the_future():
     # Given readings on two slots, and a device with none
     early, late = NOW - timedelta(hours=5), NOW - timedelta(hours=1)
-    linked = NOW - timedelta(days=3)
+    device = Device(serial="SN1", model_id="M", linked_at=NOW - timedelta(days=3))
+    read = [Slot("SN1", "A", last_reading_at=early), Slot("SN1", "B", last_reading_at=late), Slot("SN1", "C")]
     # Then activity is the latest reading; without readings the link time; capped at now
-    assert (
-        most_recently_active(
-            slot_readings=[early, late, None], last_active_at=None, linked_at=linked, now=NOW
-        )
-        == late
-    )
-    assert (
-        most_recently_active(slot_readings=[None], last_active_at=None, linked_at=linked, now=NOW) == linked
-    )
-    assert (
-        most_recently_active(
-            slot_readings=[NOW + timedelta(hours=1)], last_active_at=None, linked_at=None, now=NOW
-        )
-        == NOW
-    )
+    assert most_recently_active(device, read, NOW) == late
+    assert most_recently_active(device, [Slot("SN1", "C")], NOW) == device.linked_at
+    future = [Slot("SN1", "A", last_reading_at=NOW + timedelta(hours=1))]
+    assert most_recently_active(Device(serial="SN1", model_id="M"), future, NOW) == NOW
 
 
 def test_expected_replenishment_is_run_out_minus_lead_time_or_a_year_ahead_without_use():

@@ -24,6 +24,7 @@ from pydantic import (
 from drs_core.clock import parse_iso, to_iso
 from drs_core.domain import forecast as forecasting
 from drs_core.domain.models import Device, Reading, ReadingKind, Slot
+from drs_core.domain.usage import last_active_at
 
 # DRS's rule for model ids and serials (reference/drs-api.md §5); slot ids are ours to bound.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9+_-]{1,64}$"
@@ -265,6 +266,6 @@ def device_view(device: Device, slots: list[Slot], now: datetime) -> DeviceView:
         modelId=device.model_id,
         status=device.status.value,
         isTestDevice=device.is_test_device,
-        lastActiveAt=_iso(device.last_active_at),
+        lastActiveAt=_iso(last_active_at(device, slots)),
         slots=[slot_view(slot, now) for slot in slots],
     )

@@ -12,12 +12,13 @@ recorded per day, so a retry, a redelivered job or a concurrent worker finds it 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from drs_core.domain.forecast import forecast
-from drs_core.domain.models import Slot
+from drs_core.domain.models import Device, Slot
+from drs_core.domain.usage import last_active_at
 
 # With no measurable consumption nothing will run out: DRS still needs a date, so report one a year
 # ahead, far enough that DRS plans nothing, near enough to remain a plausible calendar date.
@@ -89,18 +90,10 @@ def slot_report_due(
     return consumed or subscribed
 
 
-def most_recently_active(
-    *,
-    slot_readings: Iterable[datetime | None],
-    last_active_at: datetime | None,
-    linked_at: datetime | None,
-    now: datetime,
-) -> datetime:
-    """The device's last activity: its latest reading on any slot, else its last known activity, else
-    when it was linked (a linked device that never reported was last active then); never after now."""
-    seen = [when for when in (*slot_readings, last_active_at) if when is not None]
-    latest = max(seen) if seen else (linked_at or now)
-    return min(latest, now)
+def most_recently_active(device: Device, slots: Sequence[Slot], now: datetime) -> datetime:
+    """DRS's ``mostRecentlyActiveDate``: the device's last activity (``usage.last_active_at``), else when
+    it was linked (a linked device that never reported was last active then); never after now."""
+    return min(last_active_at(device, slots) or device.linked_at or now, now)
 
 
 def expected_replenishment_date(slot: Slot, now: datetime) -> datetime:

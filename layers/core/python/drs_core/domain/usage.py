@@ -25,6 +25,7 @@ write per slot per day).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Context, Decimal, localcontext
@@ -349,7 +350,7 @@ def reading_problem(reading: Reading, now: datetime) -> str | None:
     return None
 
 
-def last_active_at(device: Device, slots: list[Slot]) -> datetime | None:
+def last_active_at(device: Device, slots: Sequence[Slot]) -> datetime | None:
     """A device's last activity: its newest reading on any slot (readings never write the device item),
     else what the device item recorded."""
     seen = [slot.last_reading_at for slot in slots if slot.last_reading_at is not None]

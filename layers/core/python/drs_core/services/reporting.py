@@ -402,12 +402,7 @@ class _Worker:
         if not device_report_due(snapshot.marks, day):
             return Outcome.ALREADY_SENT
         now = default_clock().now()
-        active = most_recently_active(
-            slot_readings=[slot.last_reading_at for slot in snapshot.slots],
-            last_active_at=snapshot.device.last_active_at,
-            linked_at=snapshot.device.linked_at,
-            now=now,
-        )
+        active = most_recently_active(snapshot.device, snapshot.slots, now)
         try:
             result.drs_calls += 1
             call_drs(
