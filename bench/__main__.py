@@ -15,6 +15,7 @@ from pathlib import Path
 
 # Benchmarks measure; the functions' INFO logs would only bury the tables.
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "layers" / "core" / "python"))
 NOT_BENCHMARKS = {"table", "__main__"}

@@ -19,7 +19,8 @@ class AlarmTopic(Construct):
             self, "Topic", display_name="DRS replenishment alarms", master_key=key, enforce_ssl=True
         )
         # CloudWatch publishes alarm state changes to the encrypted topic: it needs the key for that,
-        # and only for alarms of this account.
+        # and only for alarms of this account. The actions are the ones AWS documents for services
+        # publishing to encrypted topics; "*" in a key policy is this key.
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 APP_NAME = "DrsReplenishment"
 DEFAULT_STAGE = "dev"
+# Powertools EMF namespace of every function's metrics (POWERTOOLS_METRICS_NAMESPACE).
+METRICS_NAMESPACE = "DrsReplenishment"
 # The Amazon account DRS publishes notifications from (reference/drs-api.md §4).
 DRS_NOTIFICATION_ACCOUNT = "476877469412"
 

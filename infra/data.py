@@ -18,6 +18,8 @@ class Data(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
+        # CDK's default key policy lets this account's IAM decide (root: kms:* on "*", which in a key
+        # policy means this key only); without it the key could lock its own account out.
         self.key = kms.Key(
             self,
             "Key",

@@ -4,6 +4,13 @@ Every function: Python 3.14 (the latest Lambda runtime) on arm64, its code from 
 (a thin handler), the core layer (``drs_core``) and the dependency layer, its own log group with
 retention, JSON logs, and its own role that may write only to that log group; each concern grants the
 rest explicitly.
+
+Tracing is off. Measured (aws-xray-sdk 2.15, Powertools 3.37, CPython 3.11, fresh interpreter, median of
+5): importing boto3, requests and ``drs_core.observability`` takes 128 ms; adding a Powertools
+``Tracer()`` (X-Ray SDK, patching boto3/requests) takes 242 ms, +114 ms (+89 %) on every cold start,
+and ``Tracer(auto_patch=False)`` 235 ms. The structured logs and EMF metrics already answer what the
+traces would (which call, how long, which outcome) at no cold-start cost. ``-c tracing=true`` turns on
+Lambda's active tracing (service-side segments: init, invocation, duration; no SDK, no code change).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.constants import METRICS_NAMESPACE
 from infra.nag import acknowledge, arn_token
 from layers.deps.build import build as build_deps
 
@@ -81,6 +89,11 @@ class SharedLayers(Construct):
         return [self.deps, self.core]
 
 
+def tracing_enabled(scope: Construct) -> bool:
+    """Context ``tracing`` (``-c tracing=true``): Lambda active tracing on every function."""
+    return str(scope.node.try_get_context("tracing")).lower() == "true"
+
+
 class ReplenishmentFunction(Construct):
     """One Lambda function with its own log group and least-privilege role.
 
@@ -102,6 +115,7 @@ class ReplenishmentFunction(Construct):
         removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.name = name
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -141,13 +155,23 @@ class ReplenishmentFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
+            tracing=lambda_.Tracing.ACTIVE if tracing_enabled(self) else None,
             environment={
+                # Powertools puts this as the ``service`` dimension on every metric: the dashboard and
+                # alarms (infra/monitoring.py) select by it.
                 "POWERTOOLS_SERVICE_NAME": name,
-                "POWERTOOLS_METRICS_NAMESPACE": "DrsReplenishment",
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 **environment,
             },
         )
+        if tracing_enabled(self):
+            acknowledge(
+                self.role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "xray:PutTraceSegments and xray:PutTelemetryRecords, granted for active tracing (context "
+                "tracing=true), support no resource-level permission.",
+            )
         # Lambda depends on its role and the role's policy; the role half is already implied by the
         # function's GetAtt of the role's ARN, and cfn-lint (W3005) flags it. Keep the policy only.
         policy = self.role.node.find_child("DefaultPolicy").node.default_child

@@ -9,7 +9,7 @@ SNS envelope (raw delivery off): the function reads the ``version`` message attr
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -45,9 +45,11 @@ class Notifications(Construct):
         lwa_client_id: str,
         alarm_action: cloudwatch.IAlarmAction | None = None,
         drs_account_id: str | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
     ) -> None:
         super().__init__(scope, construct_id)
         self._data = data
+        self._removal_policy = removal_policy
         self.drs_account_id = (
             drs_account_id or self.node.try_get_context("drsAccountId") or DRS_NOTIFICATION_ACCOUNT
         )
@@ -84,7 +86,8 @@ class Notifications(Construct):
                 resources=[topic.topic_arn],
             )
         )
-        # Publishing to an encrypted topic needs the key: DRS's account may use it through SNS only.
+        # Publishing to an encrypted topic needs the key: DRS's account may use it through SNS only
+        # (AWS's documented publisher actions; "*" in a key policy is this key).
         self._data.key.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ArnPrincipal(f"arn:aws:iam::{self.drs_account_id}:root")],
@@ -103,6 +106,7 @@ class Notifications(Construct):
             encryption_master_key=self._data.key,
             enforce_ssl=True,
             retention_period=DLQ_RETENTION,
+            removal_policy=self._removal_policy,
         )
         acknowledge(
             queue,
@@ -120,6 +124,7 @@ class Notifications(Construct):
             enforce_ssl=True,
             visibility_timeout=QUEUE_VISIBILITY_TIMEOUT,
             retention_period=RETENTION,
+            removal_policy=self._removal_policy,
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT
             ),
@@ -186,6 +191,7 @@ class Notifications(Construct):
             name="notifications",
             description="Applies DRS order, subscription and device-lifecycle notifications",
             layers=layers,
+            removal_policy=self._removal_policy,
             timeout=FUNCTION_TIMEOUT,
             environment={
                 "STATE_TABLE": data.state_table.table_name,

@@ -9,6 +9,7 @@ from infra.alarms import AlarmTopic
 from infra.api import Api
 from infra.data import Data
 from infra.functions import SharedLayers
+from infra.monitoring import Monitoring
 from infra.notifications import Notifications
 from infra.ordering import Ordering
 from infra.reporting import Reporting
@@ -68,7 +69,20 @@ class ReplenishmentStack(Stack):
             layers=self.layers,
             lwa_client_id=self.lwa_client_id,
             alarm_action=self.alarms.action,
+            removal_policy=removal,
         )
         # Paste into the DRS developer portal (device model → notifications): DRS publishes here.
         CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn)
         CfnOutput(self, "StateTableName", value=self.data.state_table.table_name)
+        # Dashboard and alarms over everything above; every alarm notifies the alarm topic.
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            api=self.api,
+            ordering=self.ordering,
+            notifications=self.notifications,
+            reporting=self.reporting,
+            alarm_action=self.alarms.action,
+        )
+        CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
+        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn)

@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from drs_core.adapters.http import RETRY_STATUSES, Timeouts, build_session
 from drs_core.clock import parse_iso, to_iso
@@ -25,7 +27,7 @@ from drs_core.errors import (
     DrsRetryableError,
     DrsTokenRejected,
 )
-from drs_core.observability import logger
+from drs_core.observability import NAMESPACE, logger
 
 __all__ = [
     "DETAIL_ORDER_INPROGRESS",
@@ -277,17 +279,27 @@ class DrsClient:
                 f"{call.operation}: request failed ({type(exc).__name__})", operation=call.operation
             ) from exc
         finally:
+            elapsed_ms = round((time.monotonic() - started) * 1000, 1)
             logger.debug(
-                "DRS call",
-                extra={
-                    "operation": call.operation,
-                    "status": status,
-                    "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
-                },
+                "DRS call", extra={"operation": call.operation, "status": status, "elapsed_ms": elapsed_ms}
             )
+            _count_call(call.operation, status, elapsed_ms)
         if 200 <= response.status_code < 300:
             return _json_object(response)
         raise _error_for(call.operation, response.status_code, _error_message(response, access_token))
+
+
+def _count_call(operation: str, status: int | None, elapsed_ms: float) -> None:
+    """One EMF record per DRS call (after the session's retries): ``DrsCalls`` 1, ``DrsErrors`` 1 unless
+    DRS answered 2xx, ``DrsLatency``; dimensions ``Operation`` and ``service`` (Powertools adds the
+    function's). Its own record, because the shared ``metrics`` set has no per-call dimension."""
+    record = AmazonCloudWatchEMFProvider(namespace=NAMESPACE)
+    record.add_dimension(name="Operation", value=operation)
+    record.add_metric(name="DrsCalls", unit=MetricUnit.Count, value=1)
+    failed = status is None or not 200 <= status < 300
+    record.add_metric(name="DrsErrors", unit=MetricUnit.Count, value=1 if failed else 0)
+    record.add_metric(name="DrsLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+    record.flush_metrics()
 
 
 def _slot_subscription(state: Any) -> SlotSubscription:
