@@ -198,7 +198,7 @@ class Notifications(Construct):
                 "TOKENS_TABLE": data.tokens_table.table_name,
                 "IDEMPOTENCY_TABLE": data.idempotency_table.table_name,
                 # The token vault is built from these; this function only ever deletes tokens.
-                "TOKENS_KMS_KEY_ID": data.key.key_id,
+                "TOKENS_KMS_KEY_ID": data.key.key_arn,
                 "LWA_CLIENT_ID": lwa_client_id,
             },
         )

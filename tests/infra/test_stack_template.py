@@ -523,3 +523,21 @@ def test_outputs_name_the_api_the_drs_topic_and_the_dashboard(resources):
     assert "execute-api" in json.dumps(outputs["ApiUrl"]["Value"])
     assert outputs["NotificationTopicArn"]["Value"] == {"Ref": drs_topic}
     assert outputs["DashboardName"]["Value"] == {"Ref": dashboard}
+
+
+def test_functions_agree_on_every_setting_they_share(resources):
+    # Given every function's environment (the sandbox runs them in one process from the union)
+    seen: dict[str, dict[str, Any]] = {}
+    for name, (_, props) in functions(resources).items():
+        for variable, value in props.get("Environment", {}).get("Variables", {}).items():
+            seen.setdefault(variable, {})[name] = value
+    # Then a variable set by several functions has one value (the service name is per function)
+    shared = {variable: by_fn for variable, by_fn in seen.items() if len(by_fn) > 1}
+    disagreeing = {
+        variable: by_fn
+        for variable, by_fn in shared.items()
+        if variable != "POWERTOOLS_SERVICE_NAME"
+        and len({json.dumps(v, sort_keys=True) for v in by_fn.values()}) > 1
+    }
+    assert "TOKENS_KMS_KEY_ID" in shared
+    assert disagreeing == {}
