@@ -7,14 +7,17 @@ python -m bench clients    # only the named modules
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import pkgutil
 import sys
 import time
 from pathlib import Path
 
-# Benchmarks measure; the functions' INFO logs would only bury the tables.
+# Benchmarks measure; the functions' INFO logs would only bury the tables, and so would the sandbox's
+# notes about its own set-up.
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+logging.getLogger("sandbox").setLevel(logging.ERROR)
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "layers" / "core" / "python"))

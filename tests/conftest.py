@@ -108,3 +108,15 @@ class LambdaContext:
 @pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--full", action="store_true", default=False, help="hardening checks (fuzz, soak) at full size: slow"
+    )
+
+
+@pytest.fixture(scope="session")
+def full_size(request: pytest.FixtureRequest) -> bool:
+    """True under ``--full``: the fuzz and soak checks run at full size instead of their short form."""
+    return bool(request.config.getoption("--full"))
