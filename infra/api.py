@@ -267,11 +267,7 @@ class Api(Construct):
             description="Companion app routes: linking (LWA token exchange), unlinking, reads, settings",
             layers=self._layers,
             environment={
-                "STATE_TABLE": self._data.state_table.table_name,
-                "TOKENS_TABLE": self._data.tokens_table.table_name,
-                "TOKENS_KMS_KEY_ID": self._data.key.key_arn,
-                "LWA_CLIENT_ID": self._lwa_client_id,
-                "LWA_CLIENT_SECRET_NAME": self._secret_name,
+                **self._data.token_environment(self._lwa_client_id, self._secret_name),
                 **self._endpoints,
             },
             timeout=Duration.seconds(20),

@@ -78,3 +78,17 @@ class Data(Construct):
             time_to_live_attribute=ttl,
             **self._table_props(removal_policy),
         )
+
+    def token_environment(
+        self, lwa_client_id: str, lwa_client_secret_name: str | None = None
+    ) -> dict[str, str]:
+        """Settings of a function that uses the token vault (one place, so the functions agree)."""
+        environment = {
+            "STATE_TABLE": self.state_table.table_name,
+            "TOKENS_TABLE": self.tokens_table.table_name,
+            "TOKENS_KMS_KEY_ID": self.key.key_arn,
+            "LWA_CLIENT_ID": lwa_client_id,
+        }
+        if lwa_client_secret_name is not None:
+            environment["LWA_CLIENT_SECRET_NAME"] = lwa_client_secret_name
+        return environment

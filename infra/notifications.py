@@ -193,13 +193,10 @@ class Notifications(Construct):
             layers=layers,
             removal_policy=self._removal_policy,
             timeout=FUNCTION_TIMEOUT,
+            # The token vault is built from these; this function only ever deletes tokens.
             environment={
-                "STATE_TABLE": data.state_table.table_name,
-                "TOKENS_TABLE": data.tokens_table.table_name,
+                **data.token_environment(lwa_client_id),
                 "IDEMPOTENCY_TABLE": data.idempotency_table.table_name,
-                # The token vault is built from these; this function only ever deletes tokens.
-                "TOKENS_KMS_KEY_ID": data.key.key_arn,
-                "LWA_CLIENT_ID": lwa_client_id,
             },
         )
         role = function.role

@@ -123,13 +123,7 @@ class Ordering(Construct):
             name="reorder_decision",
             description="Claims a slot flagged reorderDue and places its DRS order exactly once",
             layers=self._layers,
-            environment={
-                "STATE_TABLE": state.table_name,
-                "TOKENS_TABLE": tokens.table_name,
-                "TOKENS_KMS_KEY_ID": key.key_arn,
-                "LWA_CLIENT_ID": lwa_client_id,
-                "LWA_CLIENT_SECRET_NAME": lwa_client_secret_name,
-            },
+            environment=self._data.token_environment(lwa_client_id, lwa_client_secret_name),
             timeout=REORDER_TIMEOUT,
             removal_policy=self._removal_policy,
         )

@@ -364,23 +364,22 @@ def get_float_or(item: Item, name: str, default: float) -> float:
     return default if value is None else value
 
 
-def order_item(order: Order) -> Item:
+def order_attributes(order: Order) -> dict[str, AttributeValue | None]:
     return {
-        **key_item(schema.order_key(order.serial, order.instance_id)),
-        **present(
-            {
-                Attr.SLOT_ID: str_av(order.slot_id),
-                Attr.ORDER_STATE: str_av(order.state.value),
-                Attr.IS_TEST_ORDER: {"BOOL": order.is_test},
-                Attr.ASIN: opt_str_av(order.asin),
-                Attr.QUANTITY: opt_num_av(order.quantity),
-                Attr.UNIT: opt_str_av(order.unit),
-                Attr.PLACED_AT: time_av(order.placed_at),
-                Attr.DELIVERY_DATE: time_av(order.estimated_delivery_date),
-                Attr.LAST_NOTIFICATION: time_av(order.last_notification_time),
-            }
-        ),
+        Attr.SLOT_ID: str_av(order.slot_id),
+        Attr.ORDER_STATE: str_av(order.state.value),
+        Attr.IS_TEST_ORDER: {"BOOL": order.is_test},
+        Attr.ASIN: opt_str_av(order.asin),
+        Attr.QUANTITY: opt_num_av(order.quantity),
+        Attr.UNIT: opt_str_av(order.unit),
+        Attr.PLACED_AT: time_av(order.placed_at),
+        Attr.DELIVERY_DATE: time_av(order.estimated_delivery_date),
+        Attr.LAST_NOTIFICATION: time_av(order.last_notification_time),
     }
+
+
+def order_item(order: Order) -> Item:
+    return {**key_item(schema.order_key(order.serial, order.instance_id)), **present(order_attributes(order))}
 
 
 def order_from_item(item: Item) -> Order:

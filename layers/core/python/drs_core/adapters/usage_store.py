@@ -41,7 +41,8 @@ from drs_core.adapters.items import (
     key_item,
     num_av,
     opt_num_av,
-    opt_str_av,
+    order_attributes,
+    present,
     slot_from_item,
     slot_order_attributes,
     str_av,
@@ -345,17 +346,8 @@ class UsageStore(TableGateway):
         """Create the order's history item, or fill in what it lacks: a notification may have written
         it first, and nothing it knows is overwritten (its state only moves forward there)."""
         update = UpdateBuilder()
-        for name, value in {
-            Attr.SLOT_ID: str_av(order.slot_id),
-            Attr.ORDER_STATE: str_av(order.state.value),
-            Attr.IS_TEST_ORDER: {"BOOL": order.is_test},
-            Attr.ASIN: opt_str_av(order.asin),
-            Attr.QUANTITY: opt_num_av(order.quantity),
-            Attr.UNIT: opt_str_av(order.unit),
-            Attr.PLACED_AT: time_av(order.placed_at),
-        }.items():
-            if value is not None:
-                update.set_if_absent(name, value)
+        for name, value in present(order_attributes(order)).items():
+            update.set_if_absent(name, value)
         self.update(schema.order_key(order.serial, order.instance_id), update)
 
     # --- internals -------------------------------------------------------------------------------
