@@ -16,7 +16,8 @@ runs are a per-stack cost, shared by ``FLEET`` devices (its SendMessageBatch cal
 Assumptions (stated here, printed with the table): ``ORDERS_PER_SLOT_MONTH`` orders per slot a month
 (generous: filters and cartridges last longer); DRS and LWA answer in ``EXTERNAL_CALL_MS`` from Lambda
 (the simulator answers on loopback in ~1 ms, so that wait is added to the measured durations); Lambda
-writes a ``platform.start`` and a ``platform.report`` line per invocation (JSON log format); API Gateway
+writes a ``platform.start`` and a ``platform.report`` line per invocation of a function whose system log
+level (in the template) is INFO or DEBUG, none at WARN, the deployed default; API Gateway
 writes one access-log line per request (the template's format, rendered with typical values);
 CloudWatch Logs counts 26 bytes per event on top of the message. Not counted, being per stack, not per
 device (≈ $0 over 1 M devices): KMS key-months, secret-months, alarms and dashboard, idle SQS polling by
@@ -32,10 +33,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.metering import Meter, Usage
 from bench.table import print_table
+
+if TYPE_CHECKING:
+    from sandbox.template import FunctionSpec
 
 # ------------------------------------------------------------------------------ prices (one table)
 
@@ -93,7 +97,8 @@ FLEET = 1_000_000  # devices sharing the per-metric charges
 EXTERNAL_CALL_MS = 150.0
 LOG_EVENT_OVERHEAD = 26
 LOG_RETENTION_MONTHS = 1  # infra/functions.py LOG_RETENTION
-# What Lambda writes around each invocation with the JSON log format (AWS Lambda developer guide).
+# What Lambda writes around each invocation with the JSON log format at system log level INFO (AWS Lambda
+# developer guide, "Log-level filtering"); at WARN it writes neither.
 PLATFORM_LINES = (
     '{"time":"2026-01-01T00:00:00.000Z","type":"platform.start","record":{"requestId":'
     '"6d1a1a7b-6d4c-4b3c-9a57-0a0a0a0a0a0a","version":"$LATEST"}}',
@@ -101,6 +106,8 @@ PLATFORM_LINES = (
     '"6d1a1a7b-6d4c-4b3c-9a57-0a0a0a0a0a0a","metrics":{"durationMs":11.52,"billedDurationMs":12,'
     '"memorySizeMB":256,"maxMemoryUsedMB":92},"status":"success"}}',
 )
+PLATFORM_BYTES = sum(len(line.encode()) for line in PLATFORM_LINES)
+PLATFORM_EVENT_BYTES = PLATFORM_BYTES + LOG_EVENT_OVERHEAD * len(PLATFORM_LINES)  # as CloudWatch counts them
 # Typical values of the access log's $context variables (the format itself comes from the template).
 ACCESS_LOG_VALUES = {
     "requestId": "Xa1bCdEfIAMEbQw=",
@@ -150,7 +157,7 @@ class Unit:
     aws_calls: Counter[str] = field(default_factory=Counter)
     log_events: float = 0.0
     log_bytes: float = 0.0
-    platform_log_bytes: float = 0.0  # Lambda's platform.start/report lines (part of log_bytes)
+    info_invocations: float = 0.0  # of functions whose system logs are at INFO: start + report lines
     emf_log_bytes: float = 0.0  # EMF metric documents (part of log_bytes)
     data_out_bytes: float = 0.0
 
@@ -186,6 +193,7 @@ class CostResult:
     stored_bytes_per_device: float
     item_sizes: dict[str, int]
     memory_mb: dict[str, int]
+    system_log_levels: dict[str, str]
     checks: dict[str, Any]
 
     @property
@@ -193,18 +201,23 @@ class CostResult:
         return sum(self.monthly.values())
 
     def levers(self) -> list[tuple[str, float]]:
-        """What two log settings would save per device-month, from the measured bytes (not applied)."""
+        """What two log settings would change per device-month, from the measured bytes (not applied).
+
+        Positive: a saving; negative: an added cost.
+        """
         per_gb = PRICES["logs_ingested"].usd + PRICES["logs_stored"].usd * LOG_RETENTION_MONTHS
         per_month = self.units_per_month
         units = {"request": self.request, "order": self.order, "device_day": self.device_day}
-        platform = sum(
-            (unit.platform_log_bytes + LOG_EVENT_OVERHEAD * len(PLATFORM_LINES) * unit.invocations)
-            * per_month[key]
-            for key, unit in units.items()
-        )
+        at_info = sum(unit.info_invocations * per_month[key] for key, unit in units.items())
+        at_warn = sum(unit.invocations * per_month[key] for key, unit in units.items()) - at_info
         hot_emf = self.request.emf_log_bytes * per_month["request"]
+        system_logs = (
+            ("Lambda system logs at INFO (-c systemLogLevel=INFO): start + report lines", -at_warn)
+            if at_warn
+            else ("Lambda system logs at WARN (the default): no start + report lines", at_info)
+        )
         return [
-            ("Lambda system log level WARN: no platform.start/report lines", platform / GB * per_gb),
+            (system_logs[0], system_logs[1] * PLATFORM_EVENT_BYTES / GB * per_gb),
             ("no EMF document per usage request (authorizer + usage function)", hot_emf / GB * per_gb),
         ]
 
@@ -341,7 +354,7 @@ def _unit(
     usage: Usage,
     functions: frozenset[str],
     write_units: dict[str, float],
-    memory_mb: dict[str, int],
+    specs: dict[str, FunctionSpec],
 ) -> Unit:
     mine = usage.only(set(functions))
     unit = Unit(name, count)
@@ -353,7 +366,7 @@ def _unit(
         unit.drs[operation] += n / count
     unit.gb_seconds = (
         sum(
-            (mine.billed_ms[fn] + EXTERNAL_CALL_MS * external[fn]) / 1000 * memory_mb[fn] / 1024
+            (mine.billed_ms[fn] + EXTERNAL_CALL_MS * external[fn]) / 1000 * specs[fn].memory_mb / 1024
             for fn in mine.invocations
         )
         / count
@@ -365,12 +378,10 @@ def _unit(
     for (_, service, operation), n in mine.calls.items():
         if (service, operation) not in SANDBOX_ONLY_CALLS:
             unit.aws_calls[f"{service}:{operation}"] += n / count
-    platform = sum(len(line.encode()) for line in PLATFORM_LINES)
-    unit.log_events = (
-        sum(mine.log_events.values()) + len(PLATFORM_LINES) * sum(mine.invocations.values())
-    ) / count
-    unit.log_bytes = (sum(mine.log_bytes.values()) + platform * sum(mine.invocations.values())) / count
-    unit.platform_log_bytes = platform * sum(mine.invocations.values()) / count
+    verbose = {fn for fn, spec in specs.items() if spec.system_log_level in ("INFO", "DEBUG")}
+    unit.info_invocations = sum(n for fn, n in mine.invocations.items() if fn in verbose) / count
+    unit.log_events = sum(mine.log_events.values()) / count + len(PLATFORM_LINES) * unit.info_invocations
+    unit.log_bytes = sum(mine.log_bytes.values()) / count + PLATFORM_BYTES * unit.info_invocations
     unit.emf_log_bytes = sum(mine.emf_bytes.values()) / count
     return unit
 
@@ -393,7 +404,7 @@ def measure() -> CostResult:
         run = _simulated_fleet(system, meter)
         usage: Usage = run["usage"]
         write_units = meter.write_units(usage)
-        memory_mb = {spec.name: spec.memory_mb for spec in system.template.functions.values()}
+        specs = {spec.name: spec for spec in system.template.functions.values()}
         stored = meter.stored_bytes() / DEVICES
         item_sizes = meter.item_sizes_by_kind()
         metrics = len(meter.usage.metrics)
@@ -401,7 +412,7 @@ def measure() -> CostResult:
 
     pumps, calls = run["pumps"], run["calls"]
     request = _unit(
-        "usage request (2 slot readings)", run["requests"], usage, READINGS_FUNCTIONS, write_units, memory_mb
+        "usage request (2 slot readings)", run["requests"], usage, READINGS_FUNCTIONS, write_units, specs
     )
     request.api_requests = 1.0
     request.log_events += 1  # the access-log line
@@ -409,9 +420,7 @@ def measure() -> CostResult:
     request.data_out_bytes = run["response_bytes"] / run["requests"] + RESPONSE_HEADER_BYTES
 
     orders = max(1, run["orders"])
-    order = _unit(
-        "reorder (order + its notifications)", orders, usage, ORDER_FUNCTIONS, write_units, memory_mb
-    )
+    order = _unit("reorder (order + its notifications)", orders, usage, ORDER_FUNCTIONS, write_units, specs)
     published = len(run["notifications"])
     received = pumps.get("notifications<-sqs", {}).get("received", 0)
     # SNS → SQS (one SendMessage each), then the mapping's ReceiveMessage and DeleteMessage (unbatched:
@@ -420,15 +429,13 @@ def measure() -> CostResult:
     order.sqs += (published + 2 * received) / orders
 
     device_day = _unit(
-        "device-day (daily reports)", run["device_days"], usage, REPORT_FUNCTIONS, write_units, memory_mb
+        "device-day (daily reports)", run["device_days"], usage, REPORT_FUNCTIONS, write_units, specs
     )
     jobs = pumps.get("report_worker<-sqs", {}).get("received", 0)
     # The planner's SendMessageBatch of each job, the mapping's receive and delete of it.
     device_day.sqs += (usage.service_calls("sqs", set(STACK_FUNCTIONS)) + 2 * jobs) / run["device_days"]
     runs = max(1, usage.invocations["report_planner"])
-    planner_run = _unit(
-        "report planner run (per stack)", runs, usage, STACK_FUNCTIONS, write_units, memory_mb
-    )
+    planner_run = _unit("report planner run (per stack)", runs, usage, STACK_FUNCTIONS, write_units, specs)
     planner_run.sqs = 0.0  # counted per device-day above
 
     result = CostResult(
@@ -442,7 +449,8 @@ def measure() -> CostResult:
         metrics=metrics,
         stored_bytes_per_device=stored,
         item_sizes=item_sizes,
-        memory_mb=memory_mb,
+        memory_mb={name: spec.memory_mb for name, spec in specs.items()},
+        system_log_levels={name: spec.system_log_level for name, spec in specs.items()},
         checks={
             "readings": run["readings"],
             "orders": run["orders"],
@@ -476,7 +484,7 @@ def measure() -> CostResult:
 
 
 def _usd(value: float) -> str:
-    return f"${value:.7f}"
+    return f"-${-value:.7f}" if value < 0 else f"${value:.7f}"
 
 
 def run() -> None:
@@ -554,7 +562,7 @@ def run() -> None:
     )
     print_table(
         "Levers, not applied (from the measured log bytes)",
-        ["change", "saves per device-month", "total would be"],
+        ["change", "saves per device-month (-: costs)", "total would be"],
         [[name, _usd(saved), _usd(result.total - saved)] for name, saved in result.levers()],
     )
     print("cross-checks: " + "; ".join(f"{name}: {value}" for name, value in result.checks.items()))

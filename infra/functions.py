@@ -2,8 +2,8 @@
 
 Every function: Python 3.14 (the latest Lambda runtime) on arm64, its code from ``functions/<name>/``
 (a thin handler), the core layer (``drs_core``) and the dependency layer, its own log group with
-retention, JSON logs, and its own role that may write only to that log group; each concern grants the
-rest explicitly.
+retention, JSON logs (Lambda's own lines only from WARN up: ``system_log_level``), and its own role
+that may write only to that log group; each concern grants the rest explicitly.
 
 Tracing is off. Measured (aws-xray-sdk 2.15, Powertools 3.37, CPython 3.11, fresh interpreter, median of
 5): importing boto3, requests and ``drs_core.observability`` takes 128 ms; adding a Powertools
@@ -94,6 +94,23 @@ def tracing_enabled(scope: Construct) -> bool:
     return str(scope.node.try_get_context("tracing")).lower() == "true"
 
 
+def system_log_level(scope: Construct) -> lambda_.SystemLogLevel:
+    """Context ``systemLogLevel`` (default ``WARN``): which of Lambda's own log lines are kept.
+
+    At ``INFO`` Lambda writes a ``platform.start`` and a ``platform.report`` line around every
+    invocation: 10 % of the cost per device-month (bench/cost.py) for figures the standard Lambda
+    metrics (Duration, Errors, Throttles, ConcurrentExecutions) already give. ``WARN`` keeps timeouts,
+    crashes and init failures. ``-c systemLogLevel=INFO`` brings the per-invocation lines back (max
+    memory used, init duration) while investigating.
+    """
+    value = str(scope.node.try_get_context("systemLogLevel") or "WARN").upper()
+    try:
+        return lambda_.SystemLogLevel[value]
+    except KeyError:
+        choices = ", ".join(level.name for level in lambda_.SystemLogLevel)
+        raise ValueError(f"context systemLogLevel={value!r}: expected one of {choices}") from None
+
+
 class ReplenishmentFunction(Construct):
     """One Lambda function with its own log group and least-privilege role.
 
@@ -155,6 +172,7 @@ class ReplenishmentFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
+            system_log_level_v2=system_log_level(self),
             tracing=lambda_.Tracing.ACTIVE if tracing_enabled(self) else None,
             environment={
                 # Powertools puts this as the ``service`` dimension on every metric: the dashboard and

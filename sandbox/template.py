@@ -146,6 +146,7 @@ class FunctionSpec:
     timeout_seconds: int
     memory_mb: int
     reserved_concurrency: int | None
+    system_log_level: str = "INFO"  # Lambda's default: a start and a report line per invocation
 
 
 @dataclass(frozen=True)
@@ -321,6 +322,7 @@ def _function(lid: str, props: dict[str, Any]) -> FunctionSpec | None:
         timeout_seconds=int(props.get("Timeout", 3)),
         memory_mb=int(props.get("MemorySize", 128)),
         reserved_concurrency=int(concurrency) if concurrency is not None else None,
+        system_log_level=str(props.get("LoggingConfig", {}).get("SystemLogLevel", "INFO")),
     )
 
 

@@ -17,21 +17,23 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
 from drs_core import dependencies
-from drs_core.api.errors import Unauthenticated, register_error_handlers, resolve
-from drs_core.api.models import (
-    IDENTIFIER_MAX_LENGTH,
-    IDENTIFIER_PATTERN,
-    SLOT_ID_PATTERN,
+from drs_core.api.companion import (
     DeviceListResponse,
     DeviceView,
     PolicyUpdateRequest,
     RegistrationRequest,
     RegistrationResponse,
     SettingsLinkResponse,
-    SlotView,
     TestOrdersCancelledResponse,
     TestOrderSlotStatus,
     device_view,
+)
+from drs_core.api.errors import Unauthenticated, register_error_handlers, resolve
+from drs_core.api.models import (
+    IDENTIFIER_MAX_LENGTH,
+    IDENTIFIER_PATTERN,
+    SLOT_ID_PATTERN,
+    SlotView,
     slot_view,
 )
 from drs_core.clock import default_clock

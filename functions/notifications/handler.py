@@ -38,13 +38,14 @@ IDEMPOTENCY_SECONDS = 7 * 24 * 3600
 
 settings = load_settings(required=["STATE_TABLE", "TOKENS_TABLE", "IDEMPOTENCY_TABLE"])
 processor = BatchProcessor(event_type=EventType.SQS)
-store = NotificationStore(str(settings.state_table))
 idempotency = IdempotencyConfig(
     expires_after_seconds=IDEMPOTENCY_SECONDS,
     # Called only when the stored result answers instead of the function: count it as a duplicate.
     response_hook=lambda _response, _record: Outcome.DUPLICATE.value,
 )
 persistence = DynamoDBPersistenceLayer(table_name=str(settings.idempotency_table))
+# One DynamoDB client for both tables: the idempotency layer builds one at import anyway.
+store = NotificationStore(str(settings.state_table), dynamodb=persistence.client)
 
 
 @idempotent_function(data_keyword_argument="identity", persistence_store=persistence, config=idempotency)

@@ -287,6 +287,8 @@ def test_every_function_runs_python314_on_arm64_with_json_logs_into_its_own_reta
         assert (props["Runtime"], props["Architectures"]) == ("python3.14", ["arm64"]), folder
         assert props["Handler"] == "handler.handler"
         assert props["LoggingConfig"]["LogFormat"] == "JSON", folder
+        # And Lambda's own per-invocation start/report lines are not written (see bench/cost.py)
+        assert props["LoggingConfig"]["SystemLogLevel"] == "WARN", folder
         assert props["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == METRICS_NAMESPACE
         # And into a log group of its own, with a retention
         group = props["LoggingConfig"]["LogGroup"]["Ref"]
@@ -331,31 +333,48 @@ def test_every_wildcard_resource_of_a_function_role_is_a_known_acknowledged_one(
                     assert (folder, actions, resource) == ("reorder_decision", ["dynamodb:ListStreams"], "*")
 
 
-def test_tracing_context_turns_on_active_tracing():
-    # Given a stack with one function and the context flag tracing=true
+def one_function_template(context: dict[str, str]) -> dict[str, Any]:
+    """The resources of a stack holding one function, synthesized with ``context``."""
     from infra.functions import ReplenishmentFunction
 
-    app = App(context={"tracing": "true", "aws:cdk:bundling-stacks": []})
-    stack = Stack(app, "Traced")
+    app = App(context={**context, "aws:cdk:bundling-stacks": []})
+    stack = Stack(app, "One")
     ReplenishmentFunction(
         stack,
         "Fn",
         name="device_authorizer",
-        description="traced",
+        description="one",
         layers=SharedLayers(stack, "L"),
         environment={},
     )
-    # When it is synthesized
-    template = Template.from_stack(stack).to_json()["Resources"]
+    return Template.from_stack(stack).to_json()["Resources"]
+
+
+def the_function(resources: dict[str, Any]) -> dict[str, Any]:
+    (fn,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+    return fn
+
+
+def test_tracing_context_turns_on_active_tracing():
+    # Given a stack with one function and the context flag tracing=true, When it is synthesized
+    template = one_function_template({"tracing": "true"})
     # Then the function traces actively, and its role may send segments (X-Ray has no resource scoping)
-    (fn,) = [r["Properties"] for r in template.values() if r["Type"] == "AWS::Lambda::Function"]
-    assert fn["TracingConfig"] == {"Mode": "Active"}
+    assert the_function(template)["TracingConfig"] == {"Mode": "Active"}
     (policy,) = [r["Properties"] for r in template.values() if r["Type"] == "AWS::IAM::Policy"]
     assert {
         "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
         "Effect": "Allow",
         "Resource": "*",
     } in policy["PolicyDocument"]["Statement"]
+
+
+def test_system_log_level_context_brings_back_lambdas_own_lines_or_refuses_a_typo():
+    # Given the context systemLogLevel=info, When synthesized, Then Lambda writes its start/report lines
+    fn = the_function(one_function_template({"systemLogLevel": "info"}))
+    assert fn["LoggingConfig"]["SystemLogLevel"] == "INFO"
+    # And a value Lambda does not know stops the synth with the choices named
+    with pytest.raises(ValueError, match=r"systemLogLevel='LOUD'.*INFO"):
+        one_function_template({"systemLogLevel": "loud"})
 
 
 # --- alarms -------------------------------------------------------------------------------------------

@@ -628,3 +628,18 @@ def test_a_planner_run_without_a_scheduled_time_plans_the_current_hour(reporting
     answer = r.planner.handler({}, Context())
     # Then it plans bucket 13 of that day
     assert (answer["day"], answer["bucket"]) == ("2026-01-01", "13")
+
+
+def test_a_planner_run_with_an_unreadable_scheduled_time_fails_and_plans_nothing(reporting: Reporting):
+    # Given a schedule input whose time is not a time
+    r = reporting
+    # When the planner is invoked with it, or with an input that is not an object,
+    # Then the invocation fails naming what is wrong (Scheduler retries it)
+    with pytest.raises(ValueError, match="scheduledTime 'tomorrow-ish' is not an ISO 8601 time"):
+        r.planner.handler({"scheduledTime": "tomorrow-ish"}, Context())
+    with pytest.raises(ValueError, match="scheduledTime 1767258000 is not an ISO 8601 time"):
+        r.planner.handler({"scheduledTime": 1767258000}, Context())
+    with pytest.raises(ValueError, match="the input is a list"):
+        r.planner.handler(["2026-01-01T09:00:00Z"], Context())
+    # And no job was queued
+    assert r.drain() == []

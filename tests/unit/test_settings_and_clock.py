@@ -1,12 +1,12 @@
 """Typed settings from the environment, and the injectable clock."""
 
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from pydantic import ValidationError
 
 from drs_core.clock import ManualClock, parse_iso, to_iso
-from drs_core.settings import SettingsError, load_settings
+from drs_core.settings import ENV_VARS, Settings, SettingsError, load_settings
 
 
 def test_settings_read_typed_values_from_the_environment():
@@ -16,14 +16,30 @@ def test_settings_read_typed_values_from_the_environment():
     assert settings.drs_endpoint == "https://dash-replenishment-service-na.amazon.com"
 
 
+def test_every_setting_has_exactly_one_environment_variable():
+    assert sorted(ENV_VARS.values()) == sorted(field.name for field in fields(Settings))
+
+
 def test_a_missing_required_setting_names_the_variable():
     with pytest.raises(SettingsError, match="TOKENS_TABLE"):
         load_settings({"STATE_TABLE": "state"}, required=["STATE_TABLE", "TOKENS_TABLE"])
 
 
-def test_a_malformed_setting_fails_at_load():
-    with pytest.raises(ValidationError):
-        load_settings({"HTTP_MAX_ATTEMPTS": "many"})
+@pytest.mark.parametrize(
+    ("variable", "text"),
+    [
+        ("HTTP_MAX_ATTEMPTS", "many"),
+        ("HTTP_MAX_ATTEMPTS", "0"),
+        ("HTTP_MAX_ATTEMPTS", "11"),
+        ("HTTP_MAX_ATTEMPTS", "2.5"),
+        ("HTTP_READ_TIMEOUT", "0"),
+        ("HTTP_CONNECT_TIMEOUT", "-1"),
+        ("HTTP_MAX_TOTAL_SECONDS", "soon"),
+    ],
+)
+def test_a_malformed_setting_fails_at_load_naming_the_variable(variable, text):
+    with pytest.raises(SettingsError, match=f"{variable}='{text}'"):
+        load_settings({variable: text})
 
 
 def test_manual_clock_moves_only_forward_when_told():

@@ -7,10 +7,9 @@ time, so a missing variable fails the cold start with a message naming it, not a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
-
-from pydantic import BaseModel, ConfigDict, Field
 
 # Environment variable → field name. One table, so docs, infra and code agree.
 ENV_VARS: dict[str, str] = {
@@ -36,9 +35,32 @@ class SettingsError(RuntimeError):
     pass
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be greater than 0")
+    return value
 
+
+def _attempts(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10:
+        raise ValueError("must be between 1 and 10")
+    return value
+
+
+# How a numeric setting is read from its text; every other setting is a string. A plain dataclass, not a
+# pydantic model: functions that parse no JSON body (authorizers, reorder, reporting) load no pydantic.
+_CONVERTERS: dict[str, Callable[[str], object]] = {
+    "http_connect_timeout": _positive,
+    "http_read_timeout": _positive,
+    "http_max_attempts": _attempts,
+    "http_max_total_seconds": _positive,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
     stage: str = "dev"
     state_table: str | None = None
     tokens_table: str | None = None
@@ -49,21 +71,30 @@ class Settings(BaseModel):
     drs_web_endpoint: str = "https://drs-web.amazon.com"
     lwa_client_id: str | None = None
     lwa_client_secret_name: str | None = None
-    http_connect_timeout: float = Field(3.05, gt=0)
-    http_read_timeout: float = Field(10.0, gt=0)
-    http_max_attempts: int = Field(4, ge=1, le=10)
-    http_max_total_seconds: float = Field(20.0, gt=0)
+    http_connect_timeout: float = 3.05
+    http_read_timeout: float = 10.0
+    http_max_attempts: int = 4
+    http_max_total_seconds: float = 20.0
     report_queue_url: str | None = None
 
 
 def load_settings(environ: Mapping[str, str] | None = None, required: Iterable[str] = ()) -> Settings:
-    """Build ``Settings`` from environment variables; raise ``SettingsError`` naming what is missing."""
+    """Build ``Settings`` from environment variables; raise ``SettingsError`` naming what is missing or
+    malformed."""
     env = os.environ if environ is None else environ
     missing = [name for name in required if not env.get(name)]
     if missing:
         raise SettingsError(f"missing required environment variable(s): {', '.join(sorted(missing))}")
-    values = {field: env[name] for name, field in ENV_VARS.items() if env.get(name)}
-    return Settings(**values)
+    values: dict[str, object] = {}
+    for name, field in ENV_VARS.items():
+        text = env.get(name)
+        if not text:
+            continue
+        try:
+            values[field] = _CONVERTERS.get(field, str)(text)
+        except ValueError as err:
+            raise SettingsError(f"environment variable {name}={text!r}: {err}") from None
+    return Settings(**values)  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=1)

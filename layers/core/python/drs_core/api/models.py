@@ -1,9 +1,11 @@
-"""Request and response models of the public HTTP API (design/api.md §1), in its own camelCase names.
+"""Request and response models of the public HTTP API (design/api.md §1), in its own camelCase names:
+the shared parts and the device route's; the companion app's own are in ``drs_core.api.companion`` (the
+usage function, on every device's path, builds only the models it answers with).
 
 Requests reject unknown fields (``extra="forbid"``) and are strict about JSON types, so a typo or a
 string where a number belongs answers 400 instead of being guessed at. Responses are built from the
-domain models by ``device_view`` / ``slot_view``; optional fields that have no value are left out of
-the JSON rather than sent as null.
+domain models by ``slot_view`` (and ``companion.device_view``); optional fields that have no value are
+left out of the JSON rather than sent as null.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from pydantic import (
 
 from drs_core.clock import parse_iso, to_iso
 from drs_core.domain import forecast as forecasting
-from drs_core.domain.models import Device, Reading, ReadingKind, Slot
-from drs_core.domain.usage import last_active_at
+from drs_core.domain.models import Reading, ReadingKind, Slot
 
 # DRS's rule for model ids and serials (reference/drs-api.md §5); slot ids are ours to bound.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9+_-]{1,64}$"
@@ -52,38 +53,6 @@ class ResponseModel(BaseModel):
     def _omit_absent(self, handler: SerializerFunctionWrapHandler):  # no return type: keeps the schema
         data = handler(self)
         return {key: value for key, value in data.items() if value is not None or key in self._nullable}
-
-
-# --- companion app requests --------------------------------------------------------------------------
-
-
-class RegistrationRequest(RequestModel):
-    """``POST /v1/devices/{serial}/registration``: the LWA authorisation code the app obtained.
-
-    ``isTestDevice`` (an extension of api.md) repeats the ``is_test_device`` the app put in the LWA
-    ``scope_data``: DRS never tells the backend, and test-order cancellation depends on it.
-    """
-
-    modelId: ModelId
-    authorizationCode: str = Field(min_length=1, max_length=2048)
-    redirectUri: str = Field(min_length=1, max_length=2048)
-    # RFC 7636: 43 to 128 characters of the unreserved set.
-    codeVerifier: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._~-]{43,128}$")
-    isTestDevice: bool = False
-
-
-class PolicyUpdateRequest(RequestModel):
-    """``PUT …/slots/{slotId}/policy``: the fields to change; at least one."""
-
-    thresholdFraction: float | None = Field(default=None, ge=0, le=1)
-    leadTimeDays: float | None = Field(default=None, ge=0, le=90)
-    autoReorder: bool | None = None
-
-    @model_validator(mode="after")
-    def _something_to_change(self) -> PolicyUpdateRequest:
-        if self.thresholdFraction is None and self.leadTimeDays is None and self.autoReorder is None:
-            raise ValueError("name at least one of thresholdFraction, leadTimeDays, autoReorder")
-        return self
 
 
 # --- device requests ---------------------------------------------------------------------------------
@@ -175,39 +144,6 @@ class SlotView(ResponseModel):
     policy: PolicyView
 
 
-class DeviceView(ResponseModel):
-    _nullable: ClassVar[frozenset[str]] = frozenset({"lastActiveAt"})
-
-    serial: str
-    modelId: str
-    status: Literal["LINKED", "REAUTH_REQUIRED", "DEREGISTERED"]
-    isTestDevice: bool
-    lastActiveAt: str | None
-    slots: list[SlotView]
-
-
-class DeviceListResponse(ResponseModel):
-    devices: list[DeviceView]
-
-
-class RegistrationResponse(ResponseModel):
-    device: DeviceView
-    deviceToken: str = Field(description="The device credential; shown once, stored only as a hash")
-
-
-class SettingsLinkResponse(ResponseModel):
-    url: str
-
-
-class TestOrderSlotStatus(ResponseModel):
-    slotId: str
-    orderStatus: str
-
-
-class TestOrdersCancelledResponse(ResponseModel):
-    slots: list[TestOrderSlotStatus]
-
-
 class ErrorDetail(ResponseModel):
     code: str
     message: str
@@ -220,7 +156,7 @@ class ErrorResponse(ResponseModel):
 # --- domain → view -----------------------------------------------------------------------------------
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return to_iso(value) if value is not None else None
 
 
@@ -242,13 +178,13 @@ def slot_view(slot: Slot, now: datetime) -> SlotView:
         remainingQuantity=slot.remaining_quantity,
         onHandQuantity=slot.on_hand_quantity,
         dailyConsumption=slot.daily_consumption,
-        expectedRunOutDate=_iso(predicted.run_out_at) if predicted else None,
-        expectedReplenishmentDate=_iso(predicted.expected_replenishment_at) if predicted else None,
+        expectedRunOutDate=iso(predicted.run_out_at) if predicted else None,
+        expectedReplenishmentDate=iso(predicted.expected_replenishment_at) if predicted else None,
         order=OrderView(
             state=slot.order.state.value,
             instanceId=slot.order.instance_id,
-            estimatedDeliveryDate=_iso(slot.order.estimated_delivery_date),
-            cooldownUntil=_iso(slot.order.cooldown_until),
+            estimatedDeliveryDate=iso(slot.order.estimated_delivery_date),
+            cooldownUntil=iso(slot.order.cooldown_until),
         ),
         policy=PolicyView(
             thresholdFraction=slot.policy.threshold_fraction,
@@ -256,16 +192,4 @@ def slot_view(slot: Slot, now: datetime) -> SlotView:
             safetyDays=slot.policy.safety_days,
             autoReorder=slot.policy.auto_reorder,
         ),
-    )
-
-
-def device_view(device: Device, slots: list[Slot], now: datetime) -> DeviceView:
-    """The API's ``Device`` with its slots."""
-    return DeviceView(
-        serial=device.serial,
-        modelId=device.model_id,
-        status=device.status.value,
-        isTestDevice=device.is_test_device,
-        lastActiveAt=_iso(last_active_at(device, slots)),
-        slots=[slot_view(slot, now) for slot in slots],
     )

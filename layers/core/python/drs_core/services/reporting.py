@@ -45,12 +45,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import islice
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
-from drs_core.adapters.drs_client import DrsClient, SlotStatusReport
 from drs_core.adapters.report_queue import ReportQueue
 from drs_core.adapters.report_store import DeviceSnapshot, ReportStore
 from drs_core.adapters.state_repository import StateRepository
@@ -77,6 +76,10 @@ from drs_core.errors import (
 )
 from drs_core.observability import NAMESPACE, logger, metrics
 from drs_core.services.drs_calls import call_drs
+
+if TYPE_CHECKING:
+    # The worker's only: imported where it reports, so the planner's cold start loads no HTTP stack.
+    from drs_core.adapters.drs_client import DrsClient
 
 # Serials per job: a job is one SQS message and one worker invocation's work (~25 devices, 3 DRS calls each).
 JOB_SIZE = 25
@@ -455,6 +458,8 @@ class _Worker:
         consumed = slot.last_use_at is not None and (mark.use_at is None or slot.last_use_at > mark.use_at)
         if consumed and self.upkeep.refresh_forecast is not None:
             slot = self.upkeep.refresh_forecast(slot, now) or slot
+        from drs_core.adapters.drs_client import SlotStatusReport
+
         figures = slot_figures(slot, now=now)
         report = SlotStatusReport(
             expected_replenishment_date=figures.expected_replenishment_date,
