@@ -8,8 +8,13 @@ both sides. Median of ``RUNS`` processes, taken in rounds over all modules, afte
 that writes the bytecode cache
 (``PYTHONPYCACHEPREFIX`` under ``.sandbox-cache/``, so the checkout stays clean).
 
+Every handler builds its AWS clients on first use (``drs_core.dependencies``, the stores, and the
+Powertools idempotency layers, which share the store's client), none at import: the baseline's client is
+what a handler's first invocation adds, the same for all of them, so the ratio compares like with like.
+
 A second column imports with no bytecode at all (an empty cache, one run each): what Lambda pays on
-every cold start for code shipped without ``.pyc`` files, which is how the layers are built.
+every cold start for code shipped without ``.pyc`` files, which is how the layers ship when no Python of
+the runtime's version is at hand at deploy time (``layers/bytecode.py``).
 For a handler over the target, ``-X importtime`` says where its time goes.
 """
 
@@ -85,7 +90,8 @@ def handler_names() -> list[str]:
     return sorted(path.parent.name for path in FUNCTIONS.glob("*/handler.py"))
 
 
-def _environment(name: str, pycache: Path) -> dict[str, str]:
+def handler_environment(name: str, pycache: Path) -> dict[str, str]:
+    """A process environment like Lambda's for function ``name``: its settings, the core layer on the path."""
     env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "TMPDIR")}
     env.update(DUMMY_SETTINGS)
     env.update(
@@ -101,7 +107,7 @@ def _import_once(name: str, body: str, cwd: Path, pycache: Path, *flags: str) ->
     return subprocess.run(  # noqa: S603 - our own interpreter and fixed code
         [sys.executable, *flags, "-c", _TIMED_IMPORT.format(body=body)],
         cwd=cwd,
-        env=_environment(name, pycache),
+        env=handler_environment(name, pycache),
         capture_output=True,
         text=True,
         check=True,

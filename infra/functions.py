@@ -16,6 +16,7 @@ Lambda's active tracing (service-side segments: init, invocation, duration; no S
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import jsii
@@ -35,6 +36,7 @@ from constructs import Construct
 
 from infra.constants import METRICS_NAMESPACE
 from infra.nag import acknowledge, arn_token
+from layers.bytecode import compile_bytecode
 from layers.deps.build import build as build_deps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +57,17 @@ class _PipWheelsBundling:
         return True
 
 
+@jsii.implements(ILocalBundling)
+class _CoreLayerBundling:
+    """Copies ``drs_core`` into the layer, compiled for the runtime's Python when one is at hand."""
+
+    def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
+        target = Path(output_dir) / "python"
+        shutil.copytree(ROOT / "layers" / "core" / "python", target, ignore=shutil.ignore_patterns(*_EXCLUDE))
+        compile_bytecode(target, RUNTIME.name.removeprefix("python"))
+        return True
+
+
 class SharedLayers(Construct):
     """``core``: the drs_core library; ``deps``: pinned third-party packages (boto3 is the runtime's)."""
 
@@ -63,7 +76,13 @@ class SharedLayers(Construct):
         self.core = lambda_.LayerVersion(
             self,
             "Core",
-            code=lambda_.Code.from_asset(str(ROOT / "layers" / "core"), exclude=_EXCLUDE),
+            code=lambda_.Code.from_asset(
+                str(ROOT / "layers" / "core"),
+                exclude=_EXCLUDE,
+                bundling=BundlingOptions(
+                    image=RUNTIME.bundling_image, local=_CoreLayerBundling(), command=["true"]
+                ),
+            ),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
             description="drs_core: domain rules, DRS/LWA clients, token vault, state repository",

@@ -9,6 +9,8 @@ also safe on its own against repeats and out-of-order delivery.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -38,20 +40,30 @@ IDEMPOTENCY_SECONDS = 7 * 24 * 3600
 
 settings = load_settings(required=["STATE_TABLE", "TOKENS_TABLE", "IDEMPOTENCY_TABLE"])
 processor = BatchProcessor(event_type=EventType.SQS)
+store = NotificationStore(str(settings.state_table))
 idempotency = IdempotencyConfig(
     expires_after_seconds=IDEMPOTENCY_SECONDS,
     # Called only when the stored result answers instead of the function: count it as a duplicate.
     response_hook=lambda _response, _record: Outcome.DUPLICATE.value,
 )
-persistence = DynamoDBPersistenceLayer(table_name=str(settings.idempotency_table))
-# One DynamoDB client for both tables: the idempotency layer builds one at import anyway.
-store = NotificationStore(str(settings.state_table), dynamodb=persistence.client)
 
 
-@idempotent_function(data_keyword_argument="identity", persistence_store=persistence, config=idempotency)
-def apply_once(*, identity: dict[str, str], notification: Notification) -> str:
-    """Apply ``notification`` unless its ``notificationId`` (``identity``) was applied before."""
+def _apply(*, identity: dict[str, str], notification: Notification) -> str:
+    """Apply ``notification``; ``identity`` (its ``notificationId``) is what idempotency keys on."""
     return handle_notification(notification, store=store, tokens=dependencies.token_vault()).value
+
+
+@cache
+def apply_once() -> Callable[..., str]:
+    """``_apply`` unless that ``notificationId`` was applied before (Powertools idempotency), built on
+    the first record on the store's client: one DynamoDB client, built when first needed."""
+    persistence = DynamoDBPersistenceLayer(
+        table_name=str(settings.idempotency_table), boto3_client=store.client
+    )
+    once = idempotent_function(
+        data_keyword_argument="identity", persistence_store=persistence, config=idempotency
+    )
+    return once(_apply)
 
 
 def record_handler(record: SQSRecord) -> str:
@@ -71,7 +83,7 @@ def record_handler(record: SQSRecord) -> str:
     logger.append_keys(**_correlation(notification))
     try:
         outcome = Outcome(
-            apply_once(identity={"notificationId": notification.notification_id}, notification=notification)
+            apply_once()(identity={"notificationId": notification.notification_id}, notification=notification)
         )
     except Exception:
         # The record fails; SQS delivers it again after the visibility timeout, then to the DLQ.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
@@ -25,10 +26,15 @@ from drs_core.services.reporting import plan_reports_once
 from drs_core.settings import load_settings
 
 settings = load_settings(required=["STATE_TABLE", "REPORT_QUEUE_URL", "IDEMPOTENCY_TABLE"])
-persistence = DynamoDBPersistenceLayer(table_name=str(settings.idempotency_table))
-# One DynamoDB client for both tables: the idempotency layer builds one at import anyway.
-store = ReportStore(str(settings.state_table), dynamodb=persistence.client)
+store = ReportStore(str(settings.state_table))
 queue = ReportQueue(str(settings.report_queue_url))
+
+
+@cache
+def persistence() -> DynamoDBPersistenceLayer:
+    """The idempotency layer, built on the first run on the store's client: one DynamoDB client, built
+    when first needed, like every adapter of ours."""
+    return DynamoDBPersistenceLayer(table_name=str(settings.idempotency_table), boto3_client=store.client)
 
 
 class InvalidScheduleInput(ValueError):
@@ -56,6 +62,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     scheduled_at = scheduled_time(event) or default_clock().now()
     logger.append_keys(scheduledTime=scheduled_at.isoformat())
     result = plan_reports_once(
-        scheduled_at, store=store, queue=queue, persistence=persistence, lambda_context=context
+        scheduled_at, store=store, queue=queue, persistence=persistence(), lambda_context=context
     )
     return {"day": result.day, "bucket": result.bucket, "due": result.due, "jobs": result.jobs}

@@ -2,7 +2,8 @@
 
     python -m layers.deps.build [--arch arm64|x86_64] [--python 3.13]
 
-Installs ``requirements.txt`` (boto3/botocore are left to the runtime) into ``layers/deps/python``.
+Installs ``requirements.txt`` (boto3/botocore are left to the runtime) into ``layers/deps/python``,
+then compiles it for that Python when an interpreter of that version is at hand (``layers.bytecode``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from layers.bytecode import compile_bytecode
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -31,8 +34,10 @@ def build(arch: str = "arm64", python: str = "3.13", target: Path | None = None)
         ],
         check=True,
     )  # fmt: skip
+    # pip compiled with this machine's Python; only the runtime's own version can load bytecode.
     for cache in target.rglob("__pycache__"):
         shutil.rmtree(cache)
+    compile_bytecode(target, python)
     return target
 
 

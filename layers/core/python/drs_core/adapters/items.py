@@ -100,6 +100,11 @@ class TableGateway:
             self._client = boto3.client("dynamodb")
         return self._client
 
+    @property
+    def client(self) -> Any:
+        """The low-level DynamoDB client (a function's idempotency layer shares it: one client, not two)."""
+        return self._dynamodb
+
     def query(self, **kwargs: Any) -> Iterator[Item]:
         """Every item of a Query, following ``LastEvaluatedKey`` across pages."""
         while True:

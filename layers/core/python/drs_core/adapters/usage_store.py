@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -181,11 +180,6 @@ class ReadingResult:
 
 class UsageStore(TableGateway):
     """Slot writes of the usage path (hot and exact) and of the reorder decision."""
-
-    @property
-    def client(self) -> Any:
-        """The low-level DynamoDB client (shared with the function's idempotency layer)."""
-        return self._dynamodb
 
     # --- hot path --------------------------------------------------------------------------------
 

@@ -1,0 +1,41 @@
+"""No handler builds an AWS client at import: each builds it on first use (what bench.cold_start assumes).
+
+Every handler is imported in a fresh interpreter, as Lambda imports it, with botocore's client factory
+made to fail: a client built at import fails the import.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench.cold_start import FUNCTIONS, handler_environment, handler_names
+
+_IMPORT_WITHOUT_CLIENTS = """
+import botocore.session
+
+def refuse(self, service_name, *args, **kwargs):
+    raise AssertionError(f"an AWS client ({service_name}) was built at import")
+
+botocore.session.Session.create_client = refuse
+import handler
+print("imported")
+"""
+
+
+@pytest.mark.parametrize("name", handler_names())
+def test_a_handler_imports_without_building_an_aws_client(name, tmp_path):
+    # Given the function's folder as Lambda's /var/task, its settings set, client construction refused
+    answer = subprocess.run(  # noqa: S603 - this interpreter, fixed code
+        [sys.executable, "-c", _IMPORT_WITHOUT_CLIENTS],
+        cwd=FUNCTIONS / name,
+        env=handler_environment(name, tmp_path / "pycache"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Then the import succeeds: no client was built
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    assert answer.stdout.strip() == "imported"
