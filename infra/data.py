@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
@@ -77,6 +78,21 @@ class Data(Construct):
             partition_key=dynamodb.Attribute(name=partition_key, type=dynamodb.AttributeType.STRING),
             time_to_live_attribute=ttl,
             **self._table_props(removal_policy),
+        )
+
+    def grant_idempotency(self, role: iam.Role) -> None:
+        """Let ``role`` keep Powertools idempotency records: read, create or overwrite, update, and delete
+        the record of a failed attempt (the table's key grants are the caller's own)."""
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                ],
+                resources=[self.idempotency_table.table_arn],
+            )
         )
 
     def token_environment(

@@ -208,17 +208,7 @@ class Notifications(Construct):
         role.add_to_policy(
             iam.PolicyStatement(actions=["dynamodb:DeleteItem"], resources=[data.tokens_table.table_arn])
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "dynamodb:GetItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:DeleteItem",
-                ],
-                resources=[data.idempotency_table.table_arn],
-            )
-        )
+        data.grant_idempotency(role)
         # Reading the tables and the queue's messages, all encrypted with the stack key.
         role.add_to_policy(iam.PolicyStatement(actions=["kms:Decrypt"], resources=[data.key.key_arn]))
         function.function.add_event_source(

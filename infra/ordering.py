@@ -76,17 +76,7 @@ class Ordering(Construct):
         fn.role.add_to_policy(
             iam.PolicyStatement(actions=["dynamodb:UpdateItem"], resources=[state.table_arn])
         )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "dynamodb:GetItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:DeleteItem",
-                ],
-                resources=[idempotency.table_arn],
-            )
-        )
+        self._data.grant_idempotency(fn.role)
         # Both tables are encrypted with the data key.
         fn.role.add_to_policy(
             iam.PolicyStatement(actions=["kms:Encrypt", "kms:Decrypt"], resources=[key.key_arn])

@@ -129,17 +129,7 @@ class Reporting(Construct):
             )
         )
         # One plan per (day, bucket): Powertools idempotency records.
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "dynamodb:GetItem",
-                    "dynamodb:PutItem",
-                    "dynamodb:UpdateItem",
-                    "dynamodb:DeleteItem",
-                ],
-                resources=[idempotency.table_arn],
-            )
-        )
+        self._data.grant_idempotency(fn.role)
         fn.role.add_to_policy(
             iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.queue.queue_arn])
         )

@@ -52,6 +52,23 @@ def clock() -> Iterator[ManualClock]:
     use_clock(previous)
 
 
+STATE_TABLE = "state"
+
+
+@pytest.fixture(scope="module")
+def dynamodb() -> Iterator[Any]:
+    """moto's DynamoDB holding only the state table (``STATE_TABLE``), one per test module: fast for
+    property tests; the module's tests use their own serials or rewrite their items."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        with mock_aws():
+            client = boto3.client("dynamodb", region_name=REGION)
+            client.create_table(**schema.state_table_kwargs(STATE_TABLE))
+            yield client
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     """moto with the state, tokens and idempotency tables, the KMS key and the LWA client secret."""

@@ -22,7 +22,7 @@ from drs_core import dependencies
 from drs_core.clock import ManualClock, to_iso
 from drs_core.domain.models import Device
 from tests.conftest import SIM_CLIENT_SECRET, AwsEnv
-from tests.support import api_fixtures
+from tests.support import api_fixtures, logs
 from tests.support.api_fixtures import (
     DEVICE,
     DEVICES,
@@ -39,7 +39,7 @@ from tests.support.api_fixtures import (
 
 api = api_fixtures.api
 simulator = api_fixtures.simulator
-captured_logs = api_fixtures.captured_logs
+captured_logs = logs.captured_logs
 
 
 def scan(aws: AwsEnv, table: str) -> list[dict[str, Any]]:

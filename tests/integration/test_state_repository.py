@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from drs_core import schema
 from drs_core.adapters.items import device_from_image, slot_from_image
@@ -26,9 +23,9 @@ from drs_core.domain.models import (
     SlotPolicy,
 )
 from drs_core.errors import DeviceAlreadyLinked, SlotNotFound
+from tests.conftest import STATE_TABLE
 
-REGION = "us-east-1"
-TABLE = "state"
+TABLE = STATE_TABLE
 SERIAL = "SN-0001"
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
 _serials = itertools.count(1)
@@ -47,19 +44,6 @@ class PagingClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
-
-
-@pytest.fixture(scope="module")
-def dynamodb() -> Iterator[Any]:
-    # One moto backend per module keeps the file fast; tests use their own serials.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_DEFAULT_REGION", REGION)
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        with mock_aws():
-            client = boto3.client("dynamodb", region_name=REGION)
-            client.create_table(**schema.state_table_kwargs(TABLE))
-            yield client
 
 
 @pytest.fixture

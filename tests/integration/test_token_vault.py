@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,10 +16,11 @@ from drs_core import schema
 from drs_core.adapters.token_vault import TokenVault
 from drs_core.clock import ManualClock
 from drs_core.errors import LwaInvalidGrant, ReauthRequired, TokensMissing
-from drs_core.observability import logger
+from tests.support import logs
 
 REGION = "us-east-1"
 TABLE = "tokens"
+captured_logs = logs.captured_logs
 SERIAL = "SN-0001"
 OTHER_SERIAL = "SN-0002"
 
@@ -311,33 +311,8 @@ def test_ciphertext_moved_to_another_serial_does_not_decrypt(
     assert vault.access_token(SERIAL) == linked.access_token
 
 
-class CurrentStdout:
-    """Writes to whatever ``sys.stdout`` is at the moment (capsys swaps it per test phase)."""
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
-@pytest.fixture
-def captured_stdout(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
-    # The Powertools handler keeps the stdout it saw at import; make it follow capsys's for this test,
-    # and log everything (debug included) so no message escapes the check.
-    handler = logger.registered_handler
-    previous_stream = handler.setStream(CurrentStdout())  # type: ignore[attr-defined]
-    previous_level = logger.log_level
-    logger.setLevel("DEBUG")
-    try:
-        yield capsys
-    finally:
-        handler.setStream(previous_stream)  # type: ignore[attr-defined]
-        logger.setLevel(previous_level)
-
-
 def test_no_plaintext_token_is_stored_or_logged(
-    aws: dict[str, Any], clock: ManualClock, captured_stdout: pytest.CaptureFixture[str]
+    aws: dict[str, Any], clock: ManualClock, captured_logs: pytest.CaptureFixture[str]
 ) -> None:
     # Given every path a token takes: store, cached read, refresh, a race, a rotation and a revocation
     lwa = FakeLwa()
@@ -372,7 +347,7 @@ def test_no_plaintext_token_is_stored_or_logged(
 
     # When the raw table and everything printed are inspected
     items = aws["dynamodb"].scan(TableName=TABLE)["Items"]
-    captured = captured_stdout.readouterr()
+    captured = captured_logs.readouterr()
     output = captured.out + captured.err
 
     # Then no token appears in any attribute, as text or bytes

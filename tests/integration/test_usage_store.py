@@ -7,17 +7,13 @@ the stored item ends as ``domain.usage.apply_reading`` says.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from moto import mock_aws
 
 from drs_core import schema
 from drs_core.adapters.items import (
@@ -34,24 +30,11 @@ from drs_core.adapters.usage_store import UsageStore, state_from_item, usage_att
 from drs_core.domain import usage
 from drs_core.domain.models import OrderState, Reading, ReadingKind, SlotOrder, SlotPolicy
 from drs_core.errors import UnknownSlot
+from tests.conftest import STATE_TABLE
+from tests.support.usage_states import NOW, measured, reading
 
-REGION = "us-east-1"
-TABLE = "state"
+TABLE = STATE_TABLE
 SERIAL = "SN-USAGE"
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def dynamodb() -> Iterator[Any]:
-    # One moto backend for the module keeps the property test fast; every example rewrites its item.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_DEFAULT_REGION", REGION)
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        with mock_aws():
-            client = boto3.client("dynamodb", region_name=REGION)
-            client.create_table(**schema.state_table_kwargs(TABLE))
-            yield client
 
 
 @pytest.fixture(scope="module")
@@ -76,28 +59,6 @@ def numeric(item: dict) -> dict:
     return {name: Decimal(value["N"]) if "N" in value else value for name, value in item.items()}
 
 
-def healthy(**changes: Any) -> usage.UsageState:
-    """A measured slot with consistent reorder fields: 10 of 10 left, reorder at 2."""
-    base = usage.UsageState(
-        version=3,
-        reorder_version=3,
-        remaining=Decimal(10),
-        original=Decimal(10),
-        reorder_point=Decimal(2),
-        reorder_level=Decimal(2),
-        headroom=Decimal(8),
-        snapshot_remaining=Decimal(10),
-        snapshot_at=NOW - timedelta(hours=2),
-        last_reading_at=NOW - timedelta(hours=1),
-        subscribed=True,
-    )
-    return replace(base, **changes)
-
-
-def reading(kind: ReadingKind, amount: float, at: datetime = NOW, original: float | None = None) -> Reading:
-    return Reading("Filter", at, kind, amount, original)
-
-
 def put(dynamodb: Any, item: dict) -> None:
     dynamodb.put_item(TableName=TABLE, Item=item)
 
@@ -113,7 +74,7 @@ def get(dynamodb: Any, slot_id: str = "Filter") -> dict:
 
 def test_a_consumed_delta_is_one_blind_write(dynamodb: Any, store: UsageStore) -> None:
     # Given a measured slot well above its reorder point
-    put(dynamodb, slot_item(healthy()))
+    put(dynamodb, slot_item(measured()))
     # When 3 units are consumed
     result = store.apply(SERIAL, "Filter", reading(ReadingKind.CONSUMED, 3), NOW)
     # Then the blind write took it: remaining and headroom moved together, last use recorded, no due
@@ -128,7 +89,7 @@ def test_crossing_the_reorder_point_raises_due_through_the_exact_write(
     dynamodb: Any, store: UsageStore
 ) -> None:
     # Given a slot with 3 left and a reorder level of 2
-    put(dynamodb, slot_item(healthy(remaining=Decimal(3), headroom=Decimal(1))))
+    put(dynamodb, slot_item(measured(remaining=Decimal(3), headroom=Decimal(1))))
     # When the level drops to 1.5
     result = store.apply(SERIAL, "Filter", reading(ReadingKind.REMAINING, 1.5), NOW)
     # Then the blind write was refused and the exact one raised reorderDue
@@ -144,7 +105,7 @@ def test_crossing_the_reorder_point_raises_due_through_the_exact_write(
 
 def test_an_older_absolute_level_is_acknowledged_but_not_applied(dynamodb: Any, store: UsageStore) -> None:
     # Given a slot whose newest absolute level was observed at NOW
-    put(dynamodb, slot_item(healthy(remaining=Decimal(6), headroom=Decimal(4), last_absolute_at=NOW)))
+    put(dynamodb, slot_item(measured(remaining=Decimal(6), headroom=Decimal(4), last_absolute_at=NOW)))
     before = get(dynamodb)
     # When a level observed an hour earlier arrives late
     result = store.apply(SERIAL, "Filter", reading(ReadingKind.REMAINING, 9, NOW - timedelta(hours=1)), NOW)
@@ -158,7 +119,7 @@ def test_a_refill_delivers_a_shipped_order_and_takes_stock_off_hand(dynamodb: An
     shipped = SlotOrder(OrderState.SHIPPED, instance_id="amzn1.dash.v2.o.1", cancels_since_refill=1)
     put(
         dynamodb,
-        slot_item(healthy(remaining=Decimal(1), on_hand=Decimal(10), order=shipped, headroom=Decimal(-1))),
+        slot_item(measured(remaining=Decimal(1), on_hand=Decimal(10), order=shipped, headroom=Decimal(-1))),
     )
     # When the customer loads the 10 units
     store.apply(SERIAL, "Filter", reading(ReadingKind.REFILLED, 10), NOW)
@@ -206,7 +167,7 @@ def test_a_slot_written_by_others_gets_its_reorder_fields_recomputed(
 
 def test_the_daily_snapshot_roll_updates_the_rate(dynamodb: Any, store: UsageStore) -> None:
     # Given a snapshot of 10 taken a day ago, 6 left since the last reading
-    state = healthy(
+    state = measured(
         remaining=Decimal(6),
         headroom=Decimal(4),
         snapshot_at=NOW - timedelta(days=1, minutes=1),
@@ -237,7 +198,7 @@ def test_an_unknown_slot_is_refused_and_nothing_is_created(dynamodb: Any, store:
 
 def test_restore_puts_a_blind_write_back(dynamodb: Any, store: UsageStore) -> None:
     # Given a slot changed by a blind write
-    put(dynamodb, slot_item(healthy()))
+    put(dynamodb, slot_item(measured()))
     before = get(dynamodb)
     result = store.apply(SERIAL, "Filter", reading(ReadingKind.CONSUMED, 1), NOW)
     assert result.fast

@@ -19,7 +19,6 @@ import pytest
 
 from drs_core import dependencies
 from drs_core.clock import ManualClock
-from drs_core.observability import logger
 from sandbox.simulator import SimulatorServer
 from sandbox.simulator.control import SimulatorControl, s256_challenge
 from tests.conftest import SIM_CLIENT_ID, SIM_CLIENT_SECRET, AwsEnv, LambdaContext
@@ -225,28 +224,3 @@ def api(
         gateway.route(method, template, fns.companion_api.handler, fns.companion_authorizer.handler)
     gateway.route("GET", OPENAPI, fns.companion_api.handler, None)
     return Api(gateway, control, server, fns)
-
-
-class CurrentStdout:
-    """Writes to whatever ``sys.stdout`` is at the moment (capsys swaps it per test phase)."""
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
-@pytest.fixture
-def captured_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
-    """Every log line (debug included) written during the test, readable with ``capsys``."""
-    # The Powertools handler keeps the stdout it saw at import: point it at the current one.
-    handler = logger.registered_handler
-    previous_stream = handler.setStream(CurrentStdout())  # type: ignore[attr-defined]
-    previous_level = logger.log_level
-    logger.setLevel("DEBUG")
-    try:
-        yield capsys
-    finally:
-        handler.setStream(previous_stream)  # type: ignore[attr-defined]
-        logger.setLevel(previous_level)

@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
 from drs_core.domain import usage
-from drs_core.domain.models import Device, OrderState, Reading, ReadingKind, Slot, SlotOrder, SlotPolicy
-
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def measured(**changes: object) -> usage.UsageState:
-    """10 of 10 left, reorder point 2 (20 %), consistent reorder fields, snapshot 2 hours old."""
-    state = usage.UsageState(
-        version=7,
-        reorder_version=7,
-        remaining=Decimal(10),
-        original=Decimal(10),
-        reorder_point=Decimal(2),
-        reorder_level=Decimal(2),
-        headroom=Decimal(8),
-        snapshot_remaining=Decimal(10),
-        snapshot_at=NOW - timedelta(hours=2),
-        last_reading_at=NOW - timedelta(hours=1),
-        subscribed=True,
-    )
-    return replace(state, **changes)
-
-
-def reading(kind: ReadingKind, amount: float, at: datetime = NOW, original: float | None = None) -> Reading:
-    return Reading("Filter", at, kind, amount, original)
+from drs_core.domain.models import Device, OrderState, ReadingKind, Slot, SlotOrder, SlotPolicy
+from tests.support.usage_states import NOW, measured, reading
 
 
 def test_a_level_older_than_the_newest_one_is_not_applied() -> None:
