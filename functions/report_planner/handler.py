@@ -5,7 +5,8 @@ retried invocation still plans the bucket it was meant for; without one (a manua
 the current hour is planned. At most one plan per (report day, bucket): Powertools idempotency.
 
 The input has one optional field, read by hand: the planner runs once an hour, so nearly every run is a
-cold start, and leaving pydantic (and the Powertools parser) out takes ~35 ms off each (bench.cold_start).
+cold start, and leaving pydantic and the Powertools parser out of its imports takes ~45 ms off each
+(measured in a fresh interpreter as bench.cold_start does: 153 ms against 201 ms with both imported).
 """
 
 from __future__ import annotations
