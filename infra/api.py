@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import jsii
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
@@ -108,12 +108,6 @@ class Api(Construct):
         self._removal_policy = removal_policy
         self._lwa_client_id = lwa_client_id
         self._secret_name = lwa_client_secret_name
-        self._secret_arn = Stack.of(self).format_arn(
-            service="secretsmanager",
-            resource="secret",
-            resource_name=f"{lwa_client_secret_name}-*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
         # DRS_ENDPOINT / LWA_ENDPOINT / DRS_WEB_ENDPOINT overrides; the runtime defaults are Amazon's.
         self._endpoints = dict(endpoints or {})
         self._route_throttles: dict[str, dict[str, float]] = {}
@@ -295,16 +289,7 @@ class Api(Construct):
         fn.role.add_to_policy(
             iam.PolicyStatement(actions=["kms:Encrypt", "kms:Decrypt"], resources=[key.key_arn])
         )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[self._secret_arn])
-        )
-        acknowledge(
-            fn.role,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:"
-            f"<AWS::AccountId>:secret:{self._secret_name}-*]",
-            "Secrets Manager appends six random characters to a secret's ARN; the wildcard covers only "
-            "that suffix of the one LWA client secret named in context.",
-        )
+        fn.grant_lwa_client_secret(self._secret_name)
         return fn
 
     def _add_companion_routes(self) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jsii
 from aws_cdk import (
+    ArnFormat,
     AssetHashType,
     BundlingOptions,
     DockerImage,
@@ -215,4 +216,28 @@ class ReplenishmentFunction(Construct):
         self.function.node.default_child.add_override(  # type: ignore[union-attr]
             "DependsOn",
             [Stack.of(self).get_logical_id(policy)],  # type: ignore[arg-type]
+        )
+
+    def grant_lwa_client_secret(self, secret_name: str) -> None:
+        """Let this function read the LWA client secret ``secret_name`` (created by the deployer, named in
+        context), and no other secret."""
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="secretsmanager",
+                        resource="secret",
+                        resource_name=f"{secret_name}-*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:"
+            f"<AWS::AccountId>:secret:{secret_name}-*]",
+            "Secrets Manager appends six random characters to a secret's ARN; the wildcard covers only "
+            "that suffix of the one LWA client secret named in context.",
         )

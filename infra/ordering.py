@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -151,22 +151,7 @@ class Ordering(Construct):
         fn.role.add_to_policy(
             iam.PolicyStatement(actions=["kms:Encrypt", "kms:Decrypt"], resources=[key.key_arn])
         )
-        secret_arn = Stack.of(self).format_arn(
-            service="secretsmanager",
-            resource="secret",
-            resource_name=f"{lwa_client_secret_name}-*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret_arn])
-        )
-        acknowledge(
-            fn.role,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:"
-            f"<AWS::AccountId>:secret:{lwa_client_secret_name}-*]",
-            "Secrets Manager appends six random characters to a secret's ARN; the wildcard covers only "
-            "that suffix of the one LWA client secret named in context.",
-        )
+        fn.grant_lwa_client_secret(lwa_client_secret_name)
         return fn
 
     def _build_dlq_alarm(self) -> cloudwatch.Alarm:

@@ -8,7 +8,7 @@ Context: ``reportScheduleExpression`` (default ``rate(1 hour)``: one of 24 bucke
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -20,7 +20,6 @@ from constructs import Construct
 from drs_core import schema
 from infra.data import Data
 from infra.functions import ReplenishmentFunction, SharedLayers
-from infra.nag import acknowledge
 
 DEFAULT_SCHEDULE = "rate(1 hour)"
 DEFAULT_WORKER_CONCURRENCY = 10
@@ -178,27 +177,7 @@ class Reporting(Construct):
         fn.role.add_to_policy(
             iam.PolicyStatement(actions=["kms:Encrypt", "kms:Decrypt"], resources=[key.key_arn])
         )
-        secret_name = lwa_client_secret_name
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["secretsmanager:GetSecretValue"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="secretsmanager",
-                        resource="secret",
-                        resource_name=f"{secret_name}-*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            )
-        )
-        acknowledge(
-            fn.role,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:"
-            f"<AWS::AccountId>:secret:{secret_name}-*]",
-            "Secrets Manager appends six random characters to a secret's ARN; the wildcard covers only "
-            "that suffix of the one LWA client secret named in context.",
-        )
+        fn.grant_lwa_client_secret(lwa_client_secret_name)
         return fn
 
     # --- schedule ------------------------------------------------------------------------------------
