@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from drs_core.clock import Clock
 
 from .aws import SandboxError
 from .functions import FunctionRunner
+from .serving import BackgroundServer
 from .template import AuthorizerSpec, RouteSpec, SandboxTemplate
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class Gateway:
         self.runner = runner
         self.clock = clock
         self.region = region
-        self._host, self._port = host, port
+        self._host = host
         self._resources_json = resources_json or dict
         self._routes = sorted((compile_route(r) for r in template.routes), key=lambda r: r.specificity)
         for route in template.routes:
@@ -125,38 +125,20 @@ class Gateway:
         self._cache_lock = threading.Lock()
         self.statuses: Counter[int] = Counter()
         self.authorizer_invocations: Counter[str] = Counter()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving = BackgroundServer(self, host=host, port=port, name="sandbox-gateway")
 
     # ----------------------------------------------------------------------------------- serving
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the gateway is not started")
-        return f"http://{self._host}:{self._server.server_port}"
+        return self._serving.url
 
     def start(self) -> Gateway:
-        self._server = make_server(
-            self._host, self._port, self, threaded=True, request_handler=_QuietRequestHandler
-        )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            name="sandbox-gateway",
-            kwargs={"poll_interval": 0.05},
-            daemon=True,
-        )
-        self._thread.start()
+        self._serving.start()
         return self
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
+        self._serving.stop()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         request = Request(environ)
@@ -385,8 +367,3 @@ def _http_response(result: Any) -> Response:
     for cookie in result.get("cookies") or []:
         response.headers.add("Set-Cookie", str(cookie))
     return response
-
-
-class _QuietRequestHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return

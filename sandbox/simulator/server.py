@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import urllib.request
 from types import TracebackType
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-
 from drs_core.clock import ManualClock
 
+from ..serving import BackgroundServer
 from .app import SimulatorApp
 from .state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TOPIC_ARN, Publisher, Simulator
 
 logger = logging.getLogger(__name__)
-
-# How often the serving thread checks for stop(): short, so tests that start many servers stay fast.
-_POLL_SECONDS = 0.02
-
-
-class _QuietRequestHandler(WSGIRequestHandler):
-    """No access-log line per request: the calls log already records every DRS/LWA call."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return
 
 
 class HttpPublisher:
@@ -74,48 +62,23 @@ class SimulatorServer:
             topic_arn=topic_arn,
             publisher=publisher,
         )
-        self._host = host
-        self._port = port
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving = BackgroundServer(
+            SimulatorApp(self.simulator), host=host, port=port, name="drs-simulator"
+        )
 
     @property
     def url(self) -> str:
         """The base URL of every route, e.g. ``http://127.0.0.1:8090`` (available once started)."""
-        if self._server is None:
-            raise RuntimeError("the simulator server is not started")
-        return f"http://{self._host}:{self._server.server_port}"
+        return self._serving.url
 
     def start(self) -> SimulatorServer:
         """Bind and serve in a daemon thread; returns self."""
-        if self._server is not None:
-            return self
-        self._server = make_server(
-            self._host,
-            self._port,
-            SimulatorApp(self.simulator),
-            threaded=True,
-            request_handler=_QuietRequestHandler,
-        )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            name="drs-simulator",
-            kwargs={"poll_interval": _POLL_SECONDS},
-            daemon=True,
-        )
-        self._thread.start()
+        self._serving.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and release the port."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        self._serving.stop()
 
     def __enter__(self) -> SimulatorServer:
         return self.start()
