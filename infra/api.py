@@ -267,7 +267,7 @@ class Api(Construct):
             timeout=Duration.seconds(20),
             removal_policy=self._removal_policy,
         )
-        state, tokens, key = self._data.state_table, self._data.tokens_table, self._data.key
+        state, tokens = self._data.state_table, self._data.tokens_table
         fn.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
@@ -280,16 +280,11 @@ class Api(Construct):
                 resources=[f"{state.table_arn}/index/{schema.OWNER_INDEX}"],
             )
         )
+        self._data.grant_token_refresh(fn, self._secret_name)
+        # Unlinking deletes the device's tokens.
         fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-                resources=[tokens.table_arn],
-            )
+            iam.PolicyStatement(actions=["dynamodb:DeleteItem"], resources=[tokens.table_arn])
         )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(actions=["kms:Encrypt", "kms:Decrypt"], resources=[key.key_arn])
-        )
-        fn.grant_lwa_client_secret(self._secret_name)
         return fn
 
     def _add_companion_routes(self) -> None:

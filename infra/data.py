@@ -5,6 +5,8 @@ Key layout and index names come from ``drs_core.schema``, the same constants the
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -12,6 +14,9 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from drs_core import schema
+
+if TYPE_CHECKING:
+    from infra.functions import ReplenishmentFunction
 
 
 class Data(Construct):
@@ -94,6 +99,19 @@ class Data(Construct):
                 resources=[self.idempotency_table.table_arn],
             )
         )
+
+    def grant_token_refresh(self, function: ReplenishmentFunction, lwa_client_secret_name: str) -> None:
+        """Let ``function``'s token vault read a device's tokens and store refreshed ones: the tokens
+        table, the key that wraps them, and the LWA client secret that a refresh presents."""
+        function.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[self.tokens_table.table_arn]
+            )
+        )
+        function.role.add_to_policy(
+            iam.PolicyStatement(actions=["kms:Encrypt", "kms:Decrypt"], resources=[self.key.key_arn])
+        )
+        function.grant_lwa_client_secret(lwa_client_secret_name)
 
     def token_environment(
         self, lwa_client_id: str, lwa_client_secret_name: str | None = None

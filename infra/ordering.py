@@ -106,7 +106,7 @@ class Ordering(Construct):
     def _build_reorder_function(
         self, lwa_client_id: str, lwa_client_secret_name: str
     ) -> ReplenishmentFunction:
-        state, tokens, key = self._data.state_table, self._data.tokens_table, self._data.key
+        state = self._data.state_table
         fn = ReplenishmentFunction(
             self,
             "ReorderFn",
@@ -142,16 +142,7 @@ class Ordering(Construct):
                 actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[state.table_arn]
             )
         )
-        # The token vault reads the tokens and writes refreshed ones.
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[tokens.table_arn]
-            )
-        )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(actions=["kms:Encrypt", "kms:Decrypt"], resources=[key.key_arn])
-        )
-        fn.grant_lwa_client_secret(lwa_client_secret_name)
+        self._data.grant_token_refresh(fn, lwa_client_secret_name)
         return fn
 
     def _build_dlq_alarm(self) -> cloudwatch.Alarm:

@@ -139,7 +139,7 @@ class Reporting(Construct):
         return fn
 
     def _build_worker(self, lwa_client_id: str, lwa_client_secret_name: str) -> ReplenishmentFunction:
-        state, tokens, key = self._data.state_table, self._data.tokens_table, self._data.key
+        state = self._data.state_table
         fn = ReplenishmentFunction(
             self,
             "WorkerFn",
@@ -168,16 +168,7 @@ class Reporting(Construct):
                 resources=[state.table_arn],
             )
         )
-        # The vault reads the tokens and writes refreshed ones.
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[tokens.table_arn]
-            )
-        )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(actions=["kms:Encrypt", "kms:Decrypt"], resources=[key.key_arn])
-        )
-        fn.grant_lwa_client_secret(lwa_client_secret_name)
+        self._data.grant_token_refresh(fn, lwa_client_secret_name)
         return fn
 
     # --- schedule ------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Lambda mounts layers read-only under ``/opt``: Python cannot write ``__pycache__`` there, so a layer
 without ``.pyc`` files is compiled again in memory on every cold start. Measured (``make bench``, the
-"no .pyc" column of the cold-start table): 0.4-1.2 s per handler import without bytecode against
-0.07-0.25 s with it, the largest cold-start cost there is.
+"no .pyc" column of the cold-start table): 0.41-1.07 s per handler import without bytecode against
+0.073-0.21 s with it (the run in README), the largest cold-start cost there is.
 
 A ``.pyc`` file only loads on the Python minor version that wrote it, so it must be compiled by the
 runtime's own version (3.14 for ``infra/functions.py`` RUNTIME). ``compile_bytecode`` looks for that
