@@ -1,8 +1,8 @@
-"""Cost per device-month, from what the whole system does when it runs (architecture §6: ≤ $0.003).
+"""Cost per device-month, from what the whole system does when it runs (docs/architecture.md §6: ≤ $0.003).
 
 The embedded system (the CDK template deployed into moto, every function, the gateway with its
 authorizers and cache, the pumps, the schedules, the DRS + LWA simulator) runs a fleet for a few
-simulated days with the profile of architecture §6: two slots per device, a reading of both every hour
+simulated days with the profile of docs/architecture.md §6: two slots per device, a reading of both every hour
 (one request), slots that cross their reorder point, Amazon shipping what was ordered. ``Meter``
 (bench/metering.py) counts, per function: invocations and their billed milliseconds, AWS calls,
 DynamoDB read units and the items written, KMS calls, DRS/LWA requests, log lines and bytes at INFO,
@@ -89,7 +89,7 @@ GB = 1024**3
 
 # ------------------------------------------------------------------------------ the profile
 
-REQUESTS_PER_DAY = 24  # architecture §6: 24 readings a day of 2 slots, one request carrying both
+REQUESTS_PER_DAY = 24  # docs/architecture.md §6: 24 readings a day of 2 slots, one request carrying both
 SLOTS = 2
 DAYS_PER_MONTH = 365.25 / 12
 ORDERS_PER_SLOT_MONTH = 1.0

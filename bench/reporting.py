@@ -2,7 +2,7 @@
 
 1. **Calls per device-day.** Devices linked to the DRS + LWA simulator, moto for AWS, one manual clock;
    three simulated days, the planner run for every hour and every job handed to the worker (failed jobs
-   redelivered). Profiles: every slot used every day (architecture §6), one of two slots idle, and the
+   redelivered). Profiles: every slot used every day (docs/architecture.md §6), one of two slots idle, and the
    first profile again with 10 % of DRS and LWA calls failing with a 500. Target: one ``deviceStatus``
    plus the consumed slots per device-day; subscribed slots that were idle still get their daily
    ``slotStatus`` (DRS's "at least daily per slot"), and a retry never repeats an accepted report.

@@ -3,7 +3,7 @@
 It runs last (the runner goes alphabetically) and quotes the other modules' measurements, which each
 module caches (``measure()``): nothing is measured twice in one ``make bench``, and ``python -m bench
 summary`` alone measures what it needs. Baselines are measured in this process (an ``import boto3`` with
-one client, a bare ``UpdateItem``), or are the targets of architecture §6 and the issues, or Lambda's
+one client, a bare ``UpdateItem``), or are the targets of docs/architecture.md §6 and the issues, or Lambda's
 quotas; "holds" compares with the target.
 """
 
@@ -155,7 +155,7 @@ def rows() -> list[list[object]]:
         [
             "cost per device-month (24 readings/day x 2 slots)",
             f"${priced.total:.5f}",
-            f"${cost.TARGET_USD} (architecture §6)",
+            f"${cost.TARGET_USD} (docs/architecture.md §6)",
             f"{priced.total / cost.TARGET_USD:.2f}",
             f"≤ ${cost.TARGET_USD}",
             _holds(priced.total <= cost.TARGET_USD),

@@ -1,4 +1,4 @@
-"""The public HTTP API (design/api.md §1): API Gateway HTTP API, its two Lambda authorizers, the companion
+"""The public HTTP API (docs/api.md §1): API Gateway HTTP API, its two Lambda authorizers, the companion
 app's function, route throttling and access logs.
 
 Other concerns add their routes through ``add_companion_route`` (LWA bearer of the app user) and
@@ -34,7 +34,7 @@ from infra.nag import acknowledge
 
 REGISTRATION_PATH = "/v1/devices/{serial}/registration"
 OPENAPI_PATH = "/v1/openapi.json"
-# Every companion route of api.md §1, served by the one companion function.
+# Every companion route of docs/api.md §1, served by the one companion function.
 COMPANION_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", REGISTRATION_PATH),
     ("DELETE", REGISTRATION_PATH),

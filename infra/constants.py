@@ -6,7 +6,7 @@ APP_NAME = "DrsReplenishment"
 DEFAULT_STAGE = "dev"
 # Powertools EMF namespace of every function's metrics (POWERTOOLS_METRICS_NAMESPACE).
 METRICS_NAMESPACE = "DrsReplenishment"
-# The Amazon account DRS publishes notifications from (reference/drs-api.md §4).
+# The Amazon account DRS publishes notifications from (docs/drs.md §4).
 DRS_NOTIFICATION_ACCOUNT = "476877469412"
 
 # Public HTTP API (infra/api.py). Stage-wide throttle, and a tighter one for linking (each call costs

@@ -1,4 +1,4 @@
-"""Monitoring (architecture §1, last line): the operations dashboard, the alarms the concerns do not build
+"""Monitoring (docs/architecture.md §1): the operations dashboard, the alarms the concerns do not build
 themselves, and the alarm topic as the action of every alarm of the stack.
 
 Every custom metric below is one the code emits, spelled as it emits it: Powertools EMF in namespace

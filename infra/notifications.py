@@ -2,7 +2,7 @@
 notification function, with partial batch responses.
 
 DRS publishes from its own AWS account (``476877469412``, context ``drsAccountId``) to a topic in ours
-(reference/drs-api.md §4): the topic policy lets that account, and ours for testing, publish. The topic
+(docs/drs.md §4): the topic policy lets that account, and ours for testing, publish. The topic
 and the queues are encrypted with the stack key and refuse plain HTTP. The subscription delivers the
 SNS envelope (raw delivery off): the function reads the ``version`` message attribute from it.
 """

@@ -1,4 +1,4 @@
-"""Usage ingestion and reorder decisions (architecture §1 flows 2-3).
+"""Usage ingestion and reorder decisions (docs/architecture.md §1 flows 2-3).
 
 - ``POST /v1/devices/{serial}/usage`` (device authorizer) → the usage function: one conditional
   ``UpdateItem`` per slot reading on the state table, Powertools idempotency on its own table.

@@ -1,4 +1,4 @@
-"""Reporting (architecture §1 flow 5): EventBridge Scheduler → report planner → SQS report jobs (+DLQ)
+"""Reporting (docs/architecture.md §1 flow 5): EventBridge Scheduler → report planner → SQS report jobs (+DLQ)
 → report worker with bounded concurrency → DRS ``deviceStatus`` / ``slotStatus``.
 
 Context: ``reportScheduleExpression`` (default ``rate(1 hour)``: one of 24 buckets per run) and

@@ -1,6 +1,6 @@
 """Local AWS: a moto server on loopback, holding the CDK app's stack deployed through CloudFormation.
 
-Measured with moto 5.2 (architecture §7): ``create_stack`` creates the KMS key, the tables (streams,
+Measured with moto 5.2 (docs/architecture.md §7): ``create_stack`` creates the KMS key, the tables (streams,
 GSIs, TTL), the queues with their redrive policies, the topic, the IAM roles, the Lambda functions (as
 records: moto cannot run them) and the alarms and dashboard. It skips, with a warning, what it does not
 support (``AWS::ApiGatewayV2::*``, ``AWS::Scheduler::*``, ``AWS::SNS::TopicPolicy``) and creates no
@@ -132,7 +132,7 @@ class Resources:
         return [queue for queue in self.queues.values() if queue.arn in targets]
 
     def as_json(self) -> dict[str, Any]:
-        """``GET /__sandbox/resources`` (api.md §2)."""
+        """``GET /__sandbox/resources`` (docs/api.md §2)."""
         return {
             "awsEndpoint": self.endpoint,
             "region": self.region,

@@ -244,7 +244,7 @@ class SandboxClient:
         return list(answer["devices"])
 
     def update_policy(self, device: LinkedDevice, slot_id: str, **fields: Any) -> dict[str, Any]:
-        """``PUT …/slots/{slotId}/policy`` with api.md's names (``thresholdFraction``, ``autoReorder`` …)."""
+        """``PUT …/slots/{slotId}/policy`` with the API's names (``thresholdFraction``, ``autoReorder`` …)."""
         answer = self._owner_call(
             "PUT", device, f"/v1/devices/{device.serial}/slots/{slot_id}/policy", body=fields
         )

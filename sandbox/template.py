@@ -252,7 +252,7 @@ class SandboxTemplate:
         """The template as the sandbox gives it to moto: without the event source mappings.
 
         moto would wire a stream mapping into the table and try to run the function in Docker on
-        every write; the pumps read the mappings from this object instead (architecture §7).
+        every write; the pumps read the mappings from this object instead (docs/architecture.md §7).
         """
         skipped = {
             lid for lid, res in self.resources.items() if res.get("Type") == "AWS::Lambda::EventSourceMapping"

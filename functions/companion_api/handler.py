@@ -1,4 +1,4 @@
-"""Companion app API (design/api.md §1): linking, unlinking, device reads, settings link, slot policy,
+"""Companion app API (docs/api.md §1): linking, unlinking, device reads, settings link, slot policy,
 test-order cancellation, and the OpenAPI document.
 
 One Powertools resolver for every companion route; each route reads the caller's LWA ``user_id`` from
@@ -192,7 +192,7 @@ def openapi_document() -> Response[Any]:
     document = app.get_openapi_json_schema(
         title="DRS replenishment API",
         version="1",
-        description="Companion app and device routes (design/api.md §1)",
+        description="Companion app and device routes (docs/api.md §1)",
         security_schemes=SECURITY_SCHEMES,
     )
     return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, document)

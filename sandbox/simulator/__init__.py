@@ -1,7 +1,7 @@
 """A faithful, strict local stand-in for Amazon's DRS, Login with Amazon and drs-web settings page.
 
 ``SimulatorServer`` serves it over loopback HTTP; ``Simulator`` is its in-memory state (also usable
-in-process). Contract: ``api.md`` §3 and ``reference/drs-api.md``.
+in-process). Contract: ``docs/api.md`` §3 and ``docs/drs.md``.
 
 The exports load lazily, so ``python -m sandbox.simulator`` can make ``drs_core`` importable first.
 """

@@ -1,4 +1,4 @@
-"""A client for the simulator's ``/__sim/`` control routes (api.md §3): tests, the demo, the soak.
+"""A client for the simulator's ``/__sim/`` control routes (docs/api.md §3): tests, the demo, the soak.
 
 It plays the customer and Amazon: create customers, consent in the browser, pick products, drive
 orders, move the clock, inject faults, and read what the simulator saw. No retries: a control call that
@@ -120,7 +120,7 @@ class SimulatorControl:
         self.request("POST", "/__sim/faults", json=body)
 
     def configure_notifications(self, **fields: Any) -> None:
-        """``version``, ``duplicateRate``, ``reorderRate``, ``delaySeconds``, ``seed`` (api.md names)."""
+        """``version``, ``duplicateRate``, ``reorderRate``, ``delaySeconds``, ``seed`` (docs/api.md names)."""
         self.request("POST", "/__sim/notifications/config", json=fields)
 
     def calls(self, operation: str | None = None) -> list[dict[str, Any]]:

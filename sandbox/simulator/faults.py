@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-# Operation names a rule may target (api.md §3), one per DRS/LWA route family.
+# Operation names a rule may target (docs/api.md §3), one per DRS/LWA route family.
 OPERATIONS = frozenset(
     {
         "replenish",

@@ -2,7 +2,7 @@
 
 ``Simulator`` is the whole in-memory model behind one re-entrant lock. Its public methods mirror the
 DRS/LWA calls and the ``/__sim/`` control actions; the WSGI app (``app.py``) only parses HTTP around
-them. Rules settled in api.md §3 are implemented here. Time is only ever read from the injected clock,
+them. Rules settled in docs/api.md §3 are implemented here. Time is only ever read from the injected clock,
 and whatever became due (deliveries, 72 h expiries, delayed notifications) fires at the start of the
 next operation after the clock moved, so a clock shared with the backend stays consistent.
 """

@@ -484,7 +484,7 @@ def test_another_devices_order_is_not_found(drs: DrsClient, link_device: Link) -
 # --- retries --------------------------------------------------------------------------------------------
 
 # With rate 0.5, seed 7 picks the 1st and 2nd calls of the rule and spares the 3rd (the simulator's
-# seeded generator, api.md §3); the recorded statuses below check that, so a change shows up plainly.
+# seeded generator, docs/api.md §3); the recorded statuses below check that, so a change shows up plainly.
 SEED_FAULT_FAULT_OK = 7
 
 

@@ -1,4 +1,4 @@
-"""The DRS + LWA simulator over real loopback HTTP, driven with plain ``requests`` (api.md §3 rules)."""
+"""The DRS + LWA simulator over real loopback HTTP, driven with plain ``requests`` (docs/api.md §3 rules)."""
 
 from __future__ import annotations
 

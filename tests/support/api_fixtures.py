@@ -39,7 +39,7 @@ TEST_ORDERS = "/v1/devices/{serial}/test-orders"
 SLOT_TEST_ORDER = "/v1/devices/{serial}/test-orders/{slotId}"
 OPENAPI = "/v1/openapi.json"
 USAGE = "/v1/devices/{serial}/usage"
-# Every companion route of api.md §1 with a concrete path builder.
+# Every companion route of docs/api.md §1 with a concrete path builder.
 COMPANION_ROUTES: list[tuple[str, str]] = [
     ("POST", REGISTRATION),
     ("DELETE", REGISTRATION),

@@ -1,4 +1,4 @@
-"""The DRS notification models: v1 and v2 shapes, tolerance rules (reference/drs-api.md §4), and what
+"""The DRS notification models: v1 and v2 shapes, tolerance rules (docs/drs.md §4), and what
 counts as malformed. Messages come from the simulator's own builders where they can."""
 
 from __future__ import annotations

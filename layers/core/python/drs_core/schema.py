@@ -26,7 +26,7 @@ OWNER_INDEX_PK = "ownerId"
 OWNER_INDEX_SK = STATE_PK
 OWNER_INDEX_PROJECTION = "ALL"
 
-# GSI the report planner pages through, one bucket an hour (architecture §1 flow 5). Sparse: only
+# GSI the report planner pages through, one bucket an hour (docs/architecture.md §1 flow 5). Sparse: only
 # device items carry ``reportBucket`` (derived from the serial, ``report_bucket``). It projects the
 # device ``status`` so the planner skips unlinked devices without reading their items; a status changes
 # rarely, so the index costs a write per lifecycle event, never per reading or per report. ~42 k devices

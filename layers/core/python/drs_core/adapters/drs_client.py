@@ -1,4 +1,4 @@
-"""HTTP client for the Dash Replenishment Service REST API (reference/drs-api.md §2-§3).
+"""HTTP client for the Dash Replenishment Service REST API (docs/drs.md §2-§3).
 
 One method per DRS call. Every call sends the LWA access token as a bearer token and both version
 headers; only slotStatus and deviceStatus carry a JSON body. Retries (429/5xx, timeouts) happen in the

@@ -25,9 +25,9 @@ Item = dict[str, AttributeValue]
 
 
 class Attr:
-    """Attribute names of the state table's items (architecture §3)."""
+    """Attribute names of the state table's items (docs/architecture.md §3)."""
 
-    # Attribute names (the item layout in architecture §3).
+    # Attribute names (the item layout in docs/architecture.md §3).
     MODEL_ID = "modelId"
     OWNER_ID = schema.OWNER_INDEX_PK
     STATUS = "status"

@@ -1,6 +1,6 @@
 """HTTP client for Login with Amazon: code exchange (web and PKCE), refresh, token verification.
 
-reference/drs-api.md §5. Token calls are form-encoded POSTs to ``/auth/o2/token``; tokeninfo is a GET
+docs/drs.md §5. Token calls are form-encoded POSTs to ``/auth/o2/token``; tokeninfo is a GET
 with the access token in the query (urllib3's URL logging is redacted by ``adapters.http``). Tokens,
 codes, verifiers and the client secret never appear in errors, log lines or reprs.
 """

@@ -19,7 +19,7 @@ from drs_core.clock import Clock
 from drs_core.errors import LwaInvalidGrant, ReauthRequired, TokensMissing
 from drs_core.observability import logger
 
-# Refresh once the cached access token has this little life left (architecture §2).
+# Refresh once the cached access token has this little life left (docs/architecture.md §2).
 REFRESH_MARGIN = timedelta(minutes=5)
 
 _ATTR_REFRESH = "refreshTokenCt"

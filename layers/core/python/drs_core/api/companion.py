@@ -1,4 +1,4 @@
-"""The companion app's request and response models (design/api.md §1): linking, policy, device views,
+"""The companion app's request and response models (docs/api.md §1): linking, policy, device views,
 the settings link and test orders. Shared parts (bases, identifiers, ``SlotView``) are in
 ``drs_core.api.models``.
 """
@@ -20,7 +20,7 @@ from drs_core.domain.usage import last_active_at
 class RegistrationRequest(RequestModel):
     """``POST /v1/devices/{serial}/registration``: the LWA authorisation code the app obtained.
 
-    ``isTestDevice`` (an extension of api.md) repeats the ``is_test_device`` the app put in the LWA
+    ``isTestDevice`` (an extension of docs/api.md) repeats the ``is_test_device`` the app put in the LWA
     ``scope_data``: DRS never tells the backend, and test-order cancellation depends on it.
     """
 

@@ -1,4 +1,4 @@
-"""The one place where failures become HTTP answers: ``{"error": {"code", "message"}}`` (api.md §1).
+"""The one place where failures become HTTP answers: ``{"error": {"code", "message"}}`` (docs/api.md §1).
 
 ``register_error_handlers(app)`` installs the mapping on a Powertools resolver: ``DomainError`` by its
 ``code``/``status``, request validation → 400 ``INVALID_REQUEST``, unknown route → 404, DRS/LWA trouble
@@ -44,7 +44,7 @@ class Unauthenticated(DomainError):
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
-    """The error shape of api.md §1."""
+    """The error shape of docs/api.md §1."""
     return {"error": {"code": code, "message": message}}
 
 

@@ -1,4 +1,4 @@
-"""Request and response models of the public HTTP API (design/api.md §1), in its own camelCase names:
+"""Request and response models of the public HTTP API (docs/api.md §1), in its own camelCase names:
 the shared parts and the device route's; the companion app's own are in ``drs_core.api.companion`` (the
 usage function, on every device's path, builds only the models it answers with).
 
@@ -27,7 +27,7 @@ from drs_core.clock import parse_iso, to_iso
 from drs_core.domain import forecast as forecasting
 from drs_core.domain.models import Reading, ReadingKind, Slot
 
-# DRS's rule for model ids and serials (reference/drs-api.md §5); slot ids are ours to bound.
+# DRS's rule for model ids and serials (docs/drs.md §5); slot ids are ours to bound.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9+_-]{1,64}$"
 IDENTIFIER_MAX_LENGTH = 64
 SLOT_ID_PATTERN = r"^[A-Za-z0-9+_.:-]{1,128}$"
@@ -63,7 +63,7 @@ MAX_READINGS = 100
 
 
 class ReadingModel(RequestModel):
-    """One slot reading: exactly one of remaining / consumed / refilled (api.md ``Reading``)."""
+    """One slot reading: exactly one of remaining / consumed / refilled (docs/api.md ``Reading``)."""
 
     slotId: SlotId
     observedAt: datetime = Field(description="ISO-8601; without a zone it is UTC")

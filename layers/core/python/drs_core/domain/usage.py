@@ -59,7 +59,7 @@ MIN_DAILY_RATE = 1e-6
 # A slot whose device cannot order (not linked, or DRS refused the slot) is not re-proposed for this
 # long: bounds the reorder invocations such a slot can cause to two a day.
 REORDER_HOLD = timedelta(hours=12)
-# Readings observed further ahead of the server's clock than this are refused (api.md: far future).
+# Readings observed further ahead of the server's clock than this are refused (docs/api.md: far future).
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 

@@ -1,4 +1,4 @@
-"""The six DRS notification messages (reference/drs-api.md §4), v1 and v2 shapes, and their SNS envelope.
+"""The six DRS notification messages (docs/drs.md §4), v1 and v2 shapes, and their SNS envelope.
 
 Parsing is tolerant where DRS is loose: unknown fields are ignored, old samples spell ``LWAClientId``,
 optional keys may be missing, an empty ``estimatedDeliveryDate`` means "not known", and both shapes of

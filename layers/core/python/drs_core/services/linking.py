@@ -1,6 +1,6 @@
 """Linking a device to the customer's Amazon account, unlinking it, and the DRS settings page link.
 
-Link (architecture §1.1): refuse early if another customer holds the serial, exchange the LWA code
+Link (docs/architecture.md §1.1): refuse early if another customer holds the serial, exchange the LWA code
 (web with the client secret, or PKCE), read ``subscriptionInfo`` v2 with the new access token, then
 record the owner and a fresh device credential in one conditional write, store the tokens (KMS) and
 the slots. Nothing is written before the code exchange and the subscription read have succeeded, so a

@@ -1,4 +1,4 @@
-"""Daily DRS reporting (architecture §1 flow 5): the planner fans a bucket out into jobs, the worker
+"""Daily DRS reporting (docs/architecture.md §1 flow 5): the planner fans a bucket out into jobs, the worker
 reports each job's devices.
 
 **Planner.** Every hour one of 24 buckets is due (``schema.report_bucket``, the hour of the scheduled
