@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Stack
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -29,4 +29,32 @@ class AlarmTopic(Construct):
                 conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
             )
         )
+        # An explicit topic policy (``enforce_ssl`` writes one) replaces SNS's default policy, which is
+        # what would otherwise let CloudWatch publish: without this statement no alarm notifies anyone.
+        # Scoped to this account's alarms named for this stack (infra/monitoring.py names every alarm
+        # "<stack>-<what>").
+        stack = Stack.of(self)
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {"aws:SourceArn": alarm_arn_pattern(self)},
+                },
+            )
+        )
         self.action = cw_actions.SnsAction(self.topic)
+
+
+def alarm_arn_pattern(scope: Construct) -> str:
+    """The ARNs of the stack's alarms: every alarm is named ``<stack name>-<what>``."""
+    stack = Stack.of(scope)
+    return stack.format_arn(
+        service="cloudwatch",
+        resource="alarm",
+        resource_name=f"{stack.stack_name}-*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )

@@ -3,14 +3,20 @@ app's function, route throttling and access logs.
 
 Other concerns add their routes through ``add_companion_route`` (LWA bearer of the app user) and
 ``add_device_route`` (``Device <token>``, bound to the ``{serial}`` of the path).
+
+CORS: none unless origins are allowed (context ``allowedOrigins``, or ``allow_origin`` by another
+construct, e.g. the one hosting the web app); then API Gateway answers the browsers' preflight requests
+for those origins with the headers the API reads (``CORS_ALLOWED_HEADERS``).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 
 import jsii
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
@@ -28,6 +34,7 @@ from infra.constants import (
     REGISTRATION_BURST_LIMIT,
     REGISTRATION_RATE_LIMIT,
 )
+from infra.context import whole_number
 from infra.data import Data
 from infra.functions import ReplenishmentFunction, SharedLayers
 from infra.nag import acknowledge
@@ -45,6 +52,16 @@ COMPANION_ROUTES: tuple[tuple[str, str], ...] = (
     ("DELETE", "/v1/devices/{serial}/test-orders"),
     ("DELETE", "/v1/devices/{serial}/test-orders/{slotId}"),
 )
+
+# What a browser app may send cross-origin: its bearer token, JSON bodies, and idempotency keys.
+CORS_ALLOWED_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key"]
+CORS_ALLOWED_METHODS = ["GET", "POST", "PUT", "DELETE"]
+# Browsers may cache a preflight answer this long (they cap it themselves: 2 h in Chromium).
+CORS_MAX_AGE_SECONDS = 3600
+# An origin is a scheme, a host and an optional port; no path, no wildcard.
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+# API Gateway's limit on an authorizer's result cache.
+AUTHORIZER_CACHE_RANGE = (0, 3600)
 
 # API Gateway caches an authorizer's answer per distinct value of these. The device authorizer's
 # includes the request path, so a cached "allow" for serial A's token never answers for serial B.
@@ -100,6 +117,7 @@ class Api(Construct):
         lwa_client_id: str,
         lwa_client_secret_name: str,
         endpoints: dict[str, str] | None = None,
+        allowed_origins: Sequence[str] = (),
         removal_policy: RemovalPolicy = RemovalPolicy.DESTROY,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -113,7 +131,7 @@ class Api(Construct):
         self._route_throttles: dict[str, dict[str, float]] = {}
         self._integrations: dict[str, integrations.HttpLambdaIntegration] = {}
         self._routes: dict[str, list[apigwv2.HttpRoute]] = {}
-        cache_seconds = int(self.node.try_get_context("authorizerCacheSeconds") or AUTHORIZER_CACHE_SECONDS)
+        cache_seconds = authorizer_cache_seconds(self)
 
         self.http_api = apigwv2.HttpApi(
             self,
@@ -122,6 +140,9 @@ class Api(Construct):
             description="DRS replenishment: companion app and device API",
             create_default_stage=False,
         )
+        self._allowed_origins: list[str] = []
+        for origin in allowed_origins:
+            self.allow_origin(origin)
         self.access_logs = self._build_access_logs()
         self.stage = self._build_stage()
         self.url: str = self.stage.url
@@ -158,6 +179,33 @@ class Api(Construct):
         if "{serial}" not in path:
             raise ValueError("a device route must carry {serial}: the device token is bound to it")
         self._add_route(method, path, function, self.device_authorizer)
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        """The origins browsers may call the API from (empty: no CORS)."""
+        return list(self._allowed_origins)
+
+    def allow_origin(self, origin: str) -> None:
+        """Let browser code served from ``origin`` (``https://app.example.com``) call the API.
+
+        ``origin`` may be a token (a CloudFront distribution's domain, say), checked at deploy time only.
+        """
+        if not Token.is_unresolved(origin) and not _ORIGIN.match(origin):
+            raise ValueError(
+                f"CORS origin {origin!r}: expected scheme://host[:port], e.g. https://app.example.com "
+                "(no path, no wildcard)"
+            )
+        if origin not in self._allowed_origins:
+            self._allowed_origins.append(origin)
+        cfn_api: apigwv2.CfnApi = self.http_api.node.default_child  # type: ignore[assignment]
+        cfn_api.cors_configuration = apigwv2.CfnApi.CorsProperty(
+            allow_origins=list(self._allowed_origins),
+            allow_headers=CORS_ALLOWED_HEADERS,
+            allow_methods=CORS_ALLOWED_METHODS,
+            max_age=CORS_MAX_AGE_SECONDS,
+            # Bearer tokens travel in a header, never in cookies.
+            allow_credentials=False,
+        )
 
     def throttle_route(self, method: str, path: str, *, rate_limit: float, burst_limit: int) -> None:
         """Give an added route its own throttle instead of the stage default."""
@@ -304,3 +352,23 @@ class Api(Construct):
             rate_limit=REGISTRATION_RATE_LIMIT,
             burst_limit=REGISTRATION_BURST_LIMIT,
         )
+
+
+def authorizer_cache_seconds(scope: Construct) -> int:
+    """Context ``authorizerCacheSeconds`` (default 300; 0 turns caching off), within API Gateway's range."""
+    low, high = AUTHORIZER_CACHE_RANGE
+    return whole_number(scope, "authorizerCacheSeconds", default=AUTHORIZER_CACHE_SECONDS, low=low, high=high)
+
+
+def allowed_origins_from_context(scope: Construct) -> list[str]:
+    """Context ``allowedOrigins``: a JSON list (cdk.json) or a comma-separated string (``-c``); none by
+    default."""
+    raw = scope.node.try_get_context("allowedOrigins")
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, str):
+        text = raw.strip()
+        raw = json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
+    if not isinstance(raw, list) or not all(isinstance(origin, str) and origin for origin in raw):
+        raise ValueError(f"context allowedOrigins={raw!r}: expected origins, comma-separated or a JSON list")
+    return raw

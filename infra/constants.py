@@ -8,6 +8,8 @@ DEFAULT_STAGE = "dev"
 METRICS_NAMESPACE = "DrsReplenishment"
 # The Amazon account DRS publishes notifications from (docs/drs.md §4).
 DRS_NOTIFICATION_ACCOUNT = "476877469412"
+# Context lwaClientId until the deployer sets it; synth refuses it for stage prod.
+PLACEHOLDER_LWA_CLIENT_ID = "amzn1.application-oa2-client.CHANGE_ME"
 
 # Public HTTP API (infra/api.py). Stage-wide throttle, and a tighter one for linking (each call costs
 # LWA and DRS round trips). Authorizer answers are cached this long unless context

@@ -16,6 +16,7 @@ Lambda's active tracing (service-side segments: init, invocation, duration; no S
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -37,14 +38,54 @@ from constructs import Construct
 
 from infra.constants import METRICS_NAMESPACE
 from infra.nag import acknowledge, arn_token
-from layers.bytecode import compile_bytecode
+from layers.bytecode import RUNTIME_PYTHON, compile_bytecode, find_interpreter
+from layers.deps.build import PLATFORMS
 from layers.deps.build import build as build_deps
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME = lambda_.Runtime.PYTHON_3_14
+# The one runtime of every function, from the version the layers are built for (layers/bytecode.py).
+RUNTIME = lambda_.Runtime(f"python{RUNTIME_PYTHON}", lambda_.RuntimeFamily.PYTHON)
 ARCHITECTURE = lambda_.Architecture.ARM_64
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 _EXCLUDE = ["__pycache__", "*.pyc", ".pytest_cache"]
+# The files whose content shapes each layer (besides the runtime facts in ``layer_fingerprint``).
+DEPS_LAYER_INPUTS = [
+    ROOT / "requirements.txt",
+    ROOT / "layers" / "deps" / "build.py",
+    ROOT / "layers" / "bytecode.py",
+]
+CORE_LAYER_INPUTS = [ROOT / "layers" / "core" / "python", ROOT / "layers" / "bytecode.py"]
+
+
+def runtime_python() -> str:
+    """The Lambda runtime's Python version ("3.14")."""
+    return RUNTIME.name.removeprefix("python")
+
+
+def layer_fingerprint(inputs: list[Path]) -> str:
+    """The asset hash of a layer built from ``inputs``: their content and everything else that shapes the
+    built layer, so that no change reuses a stale one.
+
+    Besides the files: the runtime (wheels are chosen and bytecode compiled for its Python), the
+    architecture (binary wheels), and whether this machine has the runtime's Python to compile bytecode
+    with (``layers.bytecode``): a layer built without it ships source only, one built with it ships
+    ``.pyc`` files, and each must replace the other.
+    """
+    digest = hashlib.sha256()
+    facts = {
+        "runtime": RUNTIME.name,
+        "architecture": ARCHITECTURE.name,
+        "platform": PLATFORMS[ARCHITECTURE.name],
+        "bytecode": "compiled" if find_interpreter(runtime_python()) else "source only",
+    }
+    digest.update(json.dumps(facts, sort_keys=True).encode())
+    for root in inputs:
+        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                name = path.relative_to(root) if root.is_dir() else Path(path.name)
+                digest.update(name.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 @jsii.implements(ILocalBundling)
@@ -52,9 +93,7 @@ class _PipWheelsBundling:
     """Builds the dependency layer with pip's cross-platform wheel install: no Docker needed."""
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
-        build_deps(
-            arch="arm64", python=RUNTIME.name.removeprefix("python"), target=Path(output_dir) / "python"
-        )
+        build_deps(arch=ARCHITECTURE.name, python=runtime_python(), target=Path(output_dir) / "python")
         return True
 
 
@@ -65,7 +104,7 @@ class _CoreLayerBundling:
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_: object) -> bool:
         target = Path(output_dir) / "python"
         shutil.copytree(ROOT / "layers" / "core" / "python", target, ignore=shutil.ignore_patterns(*_EXCLUDE))
-        compile_bytecode(target, RUNTIME.name.removeprefix("python"))
+        compile_bytecode(target, runtime_python())
         return True
 
 
@@ -80,6 +119,8 @@ class SharedLayers(Construct):
             code=lambda_.Code.from_asset(
                 str(ROOT / "layers" / "core"),
                 exclude=_EXCLUDE,
+                asset_hash_type=AssetHashType.CUSTOM,
+                asset_hash=layer_fingerprint(CORE_LAYER_INPUTS),
                 bundling=BundlingOptions(
                     image=RUNTIME.bundling_image, local=_CoreLayerBundling(), command=["true"]
                 ),
@@ -94,7 +135,7 @@ class SharedLayers(Construct):
             code=lambda_.Code.from_asset(
                 str(ROOT / "layers" / "deps"),
                 asset_hash_type=AssetHashType.CUSTOM,
-                asset_hash=hashlib.sha256((ROOT / "requirements.txt").read_bytes()).hexdigest(),
+                asset_hash=layer_fingerprint(DEPS_LAYER_INPUTS),
                 bundling=BundlingOptions(
                     image=RUNTIME.bundling_image, local=_PipWheelsBundling(), command=["true"]
                 ),
@@ -228,16 +269,12 @@ class ReplenishmentFunction(Construct):
                     Stack.of(self).format_arn(
                         service="secretsmanager",
                         resource="secret",
-                        resource_name=f"{secret_name}-*",
+                        # Secrets Manager appends "-" and six random characters to a secret's ARN:
+                        # "??????" matches exactly those, where "-*" would also match another secret
+                        # whose name merely starts with this one ("drs/lwa-client-secret-old").
+                        resource_name=f"{secret_name}-??????",
                         arn_format=ArnFormat.COLON_RESOURCE_NAME,
                     )
                 ],
             )
-        )
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:"
-            f"<AWS::AccountId>:secret:{secret_name}-*]",
-            "Secrets Manager appends six random characters to a secret's ARN; the wildcard covers only "
-            "that suffix of the one LWA client secret named in context.",
         )

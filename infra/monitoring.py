@@ -140,13 +140,19 @@ class Monitoring(Construct):
             "Reorder decisions": ordering.dead_letter_queue,
             "DRS notifications": notifications.dead_letter_queue,
             "Report jobs": reporting.dead_letter_queue,
+            "Report plans": reporting.planner_dead_letter_queue,
         }
         self.reauth_threshold = int(
             self.node.try_get_context("reauthAlarmThreshold") or REAUTH_SPIKE_THRESHOLD
         )
         # The concerns' own alarms (DLQ depth of each DLQ, report coverage); the notifications construct
         # already wired the action into its DLQ alarm.
-        for alarm in (ordering.dlq_alarm, reporting.dlq_alarm, reporting.coverage_alarm):
+        for alarm in (
+            ordering.dlq_alarm,
+            reporting.dlq_alarm,
+            reporting.planner_dlq_alarm,
+            reporting.coverage_alarm,
+        ):
             alarm.add_alarm_action(alarm_action)
         self.function_alarms = {fn.name: self._build_error_rate_alarm(fn) for fn in self.functions}
         self.api_alarm = self._build_api_5xx_alarm()
@@ -156,6 +162,7 @@ class Monitoring(Construct):
             "ReorderDlqDepth": ordering.dlq_alarm,
             "NotificationDlqDepth": notifications.dlq_alarm,
             "ReportJobsDlqDepth": reporting.dlq_alarm,
+            "ReportPlansDlqDepth": reporting.planner_dlq_alarm,
             "ReportCoverage": reporting.coverage_alarm,
             "Api5xxRate": self.api_alarm,
             "ReauthSpike": self.reauth_alarm,

@@ -2,9 +2,19 @@
 notification function, with partial batch responses.
 
 DRS publishes from its own AWS account (``476877469412``, context ``drsAccountId``) to a topic in ours
-(docs/drs.md §4): the topic policy lets that account, and ours for testing, publish. The topic
-and the queues are encrypted with the stack key and refuse plain HTTP. The subscription delivers the
-SNS envelope (raw delivery off): the function reads the ``version`` message attribute from it.
+(docs/drs.md §4): the topic policy lets that account, and ours for testing, publish. The topic and the
+queues refuse plain HTTP; the queues are encrypted with the stack key.
+
+The topic itself is **not** encrypted by default. A publisher from another account needs KMS permission
+for a customer-managed key in its *own* account's IAM as well as in the key policy, and DRS's onboarding
+asks the device maker for a topic policy only: an encrypted topic would refuse DRS's publishes, and no
+notification would ever arrive. The message sits in the topic only while SNS delivers it to the
+encrypted queue. Context ``encryptNotificationTopic=true`` encrypts it with the stack key (for accounts
+that have confirmed DRS can use that key); the key policy then lets DRS's account use the key through
+SNS for this topic only (encryption context ``aws:sns:topicArn``).
+
+The subscription delivers the SNS envelope (raw delivery off): the function reads the ``version``
+message attribute from it.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constants import DRS_NOTIFICATION_ACCOUNT
+from infra.context import flag
 from infra.data import Data
 from infra.functions import ReplenishmentFunction, SharedLayers
 from infra.nag import acknowledge
@@ -53,6 +64,8 @@ class Notifications(Construct):
         self.drs_account_id = (
             drs_account_id or self.node.try_get_context("drsAccountId") or DRS_NOTIFICATION_ACCOUNT
         )
+        # Context encryptNotificationTopic (default false): see the module docstring.
+        self.encrypted_topic = flag(self, "encryptNotificationTopic")
         self.topic = self._build_topic()
         self.dead_letter_queue = self._build_dead_letter_queue()
         self.queue = self._build_queue()
@@ -71,9 +84,18 @@ class Notifications(Construct):
             "Topic",
             topic_name=self.topic_name,
             display_name="Amazon Dash Replenishment notifications",
-            master_key=self._data.key,
+            master_key=self._data.key if self.encrypted_topic else None,
             enforce_ssl=True,
         )
+        if not self.encrypted_topic:
+            acknowledge(
+                topic,
+                "AwsSolutions-SNS2",
+                "DRS publishes from Amazon's account and would need KMS permission in its own account for a "
+                "customer-managed key, which DRS's onboarding does not grant: an encrypted topic would lose "
+                "every notification. Messages rest only in the KMS-encrypted queue behind it; context "
+                "encryptNotificationTopic=true encrypts the topic where DRS is confirmed to use the key.",
+            )
         topic.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="DrsPublishes",
@@ -86,16 +108,23 @@ class Notifications(Construct):
                 resources=[topic.topic_arn],
             )
         )
-        # Publishing to an encrypted topic needs the key: DRS's account may use it through SNS only
-        # (AWS's documented publisher actions; "*" in a key policy is this key).
-        self._data.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                principals=[iam.ArnPrincipal(f"arn:aws:iam::{self.drs_account_id}:root")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"kms:ViaService": f"sns.{Stack.of(self).region}.amazonaws.com"}},
+        if self.encrypted_topic:
+            # Publishing to an encrypted topic needs the key: DRS's account may use it through SNS only,
+            # and only for this topic (SNS puts the topic's ARN in the encryption context). AWS's
+            # documented publisher actions; "*" in a key policy is this key.
+            self._data.key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[iam.ArnPrincipal(f"arn:aws:iam::{self.drs_account_id}:root")],
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    resources=["*"],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"sns.{stack.region}.amazonaws.com",
+                            "kms:EncryptionContext:aws:sns:topicArn": self.topic_arn,
+                        }
+                    },
+                )
             )
-        )
         return topic
 
     def _build_dead_letter_queue(self) -> sqs.Queue:

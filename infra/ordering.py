@@ -4,10 +4,10 @@
   ``UpdateItem`` per slot reading on the state table, Powertools idempotency on its own table.
 - The state table's stream → the reorder function, through an event source **filter**
   (``schema.REORDER_FILTER_PATTERN``: slot items whose new image has ``reorderDue = true``), so readings
-  that need no order invoke nothing. Partial batch responses, bisect on error, bounded retries and record
-  age; what still fails goes to the on-failure destination, an SQS DLQ with an alarm. A record that
-  ends there has given its slot's claim back already (the function releases it on every failure), and
-  the slot's next reading below the reorder point raises the flag again.
+  that need no order invoke nothing. One record per batch, partial batch responses, bounded retries
+  and record age; what still fails goes to the on-failure destination, an SQS DLQ with an alarm. A
+  record that ends there has given its slot's claim back already (the function releases it on every
+  failure), and the slot's next reading below the reorder point raises the flag again.
 """
 
 from __future__ import annotations
@@ -25,12 +25,16 @@ from infra.api import Api
 from infra.data import Data
 from infra.functions import ReplenishmentFunction, SharedLayers
 from infra.nag import acknowledge
+from infra.queues import failure_destination_queue
 
 USAGE_PATH = "/v1/devices/{serial}/usage"
 # Two DRS calls (one token refresh between them) within the HTTP client's 20 s bound each, and margin.
 REORDER_TIMEOUT = Duration.seconds(90)
-REORDER_BATCH_SIZE = 10
-# Retries of a failing batch (bisected) before its records go to the DLQ; a due record older than this
+# One due slot per invocation: a record can take two DRS calls and a token refresh, each up to its retry
+# budget, so a batch of several could outlast the timeout on one slow DRS answer and fail (and retry)
+# every record in it. Due records are rare (the filter passes nothing else), so throughput is no concern.
+REORDER_BATCH_SIZE = 1
+# Retries of a failing record before its records go to the DLQ; a due record older than this
 # is dropped to the DLQ too: the slot's next low reading raises a fresh one.
 REORDER_RETRY_ATTEMPTS = 4
 REORDER_MAX_RECORD_AGE = Duration.hours(6)
@@ -84,24 +88,14 @@ class Ordering(Construct):
         return fn
 
     def _build_dead_letter_queue(self) -> sqs.Queue:
-        # What Lambda sends here is a record's position in the stream (shard, sequence numbers), never
-        # customer data: SQS-managed encryption suffices and keeps the function's role free of the
-        # wildcard KMS actions a customer-managed key would need for sending.
-        queue = sqs.Queue(
+        # What Lambda sends here is a record's position in the stream (shard, sequence numbers).
+        return failure_destination_queue(
             self,
             "ReorderDlq",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+            senders="the reorder function's stream mapping sends the records it gave up on here "
+            "(on-failure destination)",
             removal_policy=self._removal_policy,
         )
-        acknowledge(
-            queue,
-            "AwsSolutions-SQS3",
-            "This queue is itself a dead-letter destination: the reorder function's stream mapping sends "
-            "the records it gave up on here (on-failure destination), which cdk-nag does not recognise.",
-        )
-        return queue
 
     def _build_reorder_function(
         self, lwa_client_id: str, lwa_client_secret_name: str
@@ -122,7 +116,6 @@ class Ordering(Construct):
                 state,
                 starting_position=lambda_.StartingPosition.LATEST,
                 batch_size=REORDER_BATCH_SIZE,
-                bisect_batch_on_error=True,
                 retry_attempts=REORDER_RETRY_ATTEMPTS,
                 max_record_age=REORDER_MAX_RECORD_AGE,
                 report_batch_item_failures=True,

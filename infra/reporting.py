@@ -1,9 +1,18 @@
 """Reporting (docs/architecture.md §1 flow 5): EventBridge Scheduler → report planner → SQS report jobs (+DLQ)
 → report worker with bounded concurrency → DRS ``deviceStatus`` / ``slotStatus``.
 
-Context: ``reportScheduleExpression`` (default ``rate(1 hour)``: one of 24 buckets per run) and
-``reportWorkerConcurrency`` (default 10: the worker's reserved concurrency, i.e. the DRS call budget —
-10 workers making ~5 calls/s each keep 1 M devices' daily reports to about a third of each hour).
+Context: ``reportScheduleExpression`` (default ``cron(0 * * * ? *)``: on the hour, one of 24 buckets per
+run; a ``rate(1 hour)`` would fire at deploy time + n hours instead) and ``reportWorkerConcurrency``
+(default 10: the most report workers the job queue's event source runs at once, i.e. the DRS call budget
+— 10 workers making ~5 calls/s each keep 1 M devices' daily reports to about a third of each hour).
+
+The cap is the SQS event source's maximum concurrency, not a reserved concurrency: reserving takes from
+the account's concurrency quota, and Lambda keeps 100 of it unreserved, so in an account with a low
+quota (new accounts often have 10) a reservation fails the deploy.
+
+Scheduler invokes the planner asynchronously. A failed delivery (Scheduler's bounded retries) and a run
+that failed its bounded asynchronous retries both end in the planner DLQ, whose alarm notifies the alarm
+topic.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
@@ -18,11 +28,23 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from drs_core import schema
+from infra.context import whole_number
 from infra.data import Data
 from infra.functions import ReplenishmentFunction, SharedLayers
+from infra.queues import failure_destination_queue
 
-DEFAULT_SCHEDULE = "rate(1 hour)"
+# Every hour on the hour (UTC): the bucket a run plans is the hour of its scheduled time.
+DEFAULT_SCHEDULE = "cron(0 * * * ? *)"
 DEFAULT_WORKER_CONCURRENCY = 10
+# An SQS event source's maximum concurrency must lie between 2 and 1000.
+WORKER_CONCURRENCY_RANGE = (2, 1000)
+# Scheduler: attempts after a failed delivery to Lambda, and how long an undelivered run may wait.
+SCHEDULE_RETRY_ATTEMPTS = 3
+SCHEDULE_MAX_EVENT_AGE = Duration.minutes(30)
+# Lambda's own retries of a planner run that failed (the plan is idempotent per day and bucket), and
+# how old a run may get: past the hour, the next run plans its own bucket anyway.
+PLANNER_ASYNC_RETRY_ATTEMPTS = 2
+PLANNER_MAX_EVENT_AGE = Duration.hours(1)
 PLANNER_TIMEOUT = Duration.minutes(5)
 # One job (25 devices) takes ~15 s; the worker stops starting devices 65 s before its timeout.
 WORKER_TIMEOUT = Duration.minutes(2)
@@ -64,15 +86,15 @@ class Reporting(Construct):
         self.schedule_expression = str(
             self.node.try_get_context("reportScheduleExpression") or DEFAULT_SCHEDULE
         )
-        self.worker_concurrency = int(
-            self.node.try_get_context("reportWorkerConcurrency") or DEFAULT_WORKER_CONCURRENCY
-        )
+        self.worker_concurrency = worker_concurrency(self)
         self.dead_letter_queue = self._build_dead_letter_queue()
         self.queue = self._build_queue()
+        self.planner_dead_letter_queue = self._build_planner_dead_letter_queue()
         self.planner = self._build_planner()
         self.worker = self._build_worker(lwa_client_id, lwa_client_secret_name)
         self.schedule = self._build_schedule()
         self.dlq_alarm = self._build_dlq_alarm()
+        self.planner_dlq_alarm = self._build_planner_dlq_alarm()
         self.coverage_alarm = self._build_coverage_alarm()
 
     # --- queues --------------------------------------------------------------------------------------
@@ -101,6 +123,16 @@ class Reporting(Construct):
             dead_letter_queue=sqs.DeadLetterQueue(
                 max_receive_count=JOB_MAX_RECEIVES, queue=self.dead_letter_queue
             ),
+            removal_policy=self._removal_policy,
+        )
+
+    def _build_planner_dead_letter_queue(self) -> sqs.Queue:
+        # What lands here is the schedule's input ({"scheduledTime"}) or Lambda's record of a failed run.
+        return failure_destination_queue(
+            self,
+            "PlannerDlq",
+            senders="of the planner's schedule (undelivered runs) and of the planner's asynchronous "
+            "invocations (failed runs)",
             removal_policy=self._removal_policy,
         )
 
@@ -136,6 +168,13 @@ class Reporting(Construct):
         fn.role.add_to_policy(
             iam.PolicyStatement(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn])
         )
+        # Scheduler invokes asynchronously: a run that fails is retried a bounded number of times by
+        # Lambda, then recorded in the planner DLQ (its alarm notifies the operators).
+        fn.function.configure_async_invoke(
+            retry_attempts=PLANNER_ASYNC_RETRY_ATTEMPTS,
+            max_event_age=PLANNER_MAX_EVENT_AGE,
+            on_failure=destinations.SqsDestination(self.planner_dead_letter_queue),
+        )
         return fn
 
     def _build_worker(self, lwa_client_id: str, lwa_client_secret_name: str) -> ReplenishmentFunction:
@@ -148,7 +187,6 @@ class Reporting(Construct):
             layers=self._layers,
             environment=self._data.token_environment(lwa_client_id, lwa_client_secret_name),
             timeout=WORKER_TIMEOUT,
-            reserved_concurrency=self.worker_concurrency,
             removal_policy=self._removal_policy,
         )
         fn.function.add_event_source(
@@ -156,9 +194,11 @@ class Reporting(Construct):
                 self.queue,
                 batch_size=1,
                 report_batch_item_failures=True,
-                # Pollers never outnumber the reserved concurrency: throttled deliveries would count as
-                # receives and push healthy jobs toward the DLQ. (SQS event sources need at least 2.)
-                max_concurrency=max(2, self.worker_concurrency),
+                # The DRS call budget: the event source never runs more workers than this. Unlike a
+                # reserved concurrency it takes nothing from the account's quota (see the module
+                # docstring), and it does not throttle: jobs wait in the queue instead of being
+                # received, throttled and counted toward the DLQ.
+                max_concurrency=self.worker_concurrency,
             )
         )
         # Report items and marks, device and slot reads, re-authorisation and delivery inference.
@@ -195,19 +235,38 @@ class Reporting(Construct):
                 input=scheduler.ScheduleTargetInput.from_object(
                     {"scheduledTime": scheduler.ContextAttribute.scheduled_time}
                 ),
-                retry_attempts=3,
-                max_event_age=Duration.minutes(30),
+                retry_attempts=SCHEDULE_RETRY_ATTEMPTS,
+                max_event_age=SCHEDULE_MAX_EVENT_AGE,
+                # A run Scheduler could not deliver (throttled, permission refused) is kept, not lost.
+                dead_letter_queue=self.planner_dead_letter_queue,
             ),
         )
 
     # --- alarms --------------------------------------------------------------------------------------
 
     def _build_dlq_alarm(self) -> cloudwatch.Alarm:
+        return self._first_message_alarm(
+            "JobsDlqAlarm",
+            "Report jobs failed every delivery: their devices were not reported",
+            self.dead_letter_queue,
+        )
+
+    def _build_planner_dlq_alarm(self) -> cloudwatch.Alarm:
+        return self._first_message_alarm(
+            "PlannerDlqAlarm",
+            "An hourly report plan was not delivered or failed all its retries: one device bucket went "
+            "unplanned (the message says which scheduled time; invoke the planner with it)",
+            self.planner_dead_letter_queue,
+        )
+
+    def _first_message_alarm(
+        self, construct_id: str, description: str, queue: sqs.IQueue
+    ) -> cloudwatch.Alarm:
         return cloudwatch.Alarm(
             self,
-            "JobsDlqAlarm",
-            alarm_description="Report jobs failed every delivery: their devices were not reported",
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+            construct_id,
+            alarm_description=description,
+            metric=queue.metric_approximate_number_of_messages_visible(
                 period=Duration.minutes(5), statistic="Maximum"
             ),
             threshold=1,
@@ -258,3 +317,11 @@ class Reporting(Construct):
             "EvaluationWindow", {"WallClockWindow": {"Timezone": "UTC"}}
         )
         return alarm
+
+
+def worker_concurrency(scope: Construct) -> int:
+    """Context ``reportWorkerConcurrency`` (default 10), within the SQS event source's range."""
+    low, high = WORKER_CONCURRENCY_RANGE
+    return whole_number(
+        scope, "reportWorkerConcurrency", default=DEFAULT_WORKER_CONCURRENCY, low=low, high=high
+    )

@@ -6,7 +6,8 @@ from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from constructs import Construct
 
 from infra.alarms import AlarmTopic
-from infra.api import Api
+from infra.api import Api, allowed_origins_from_context
+from infra.constants import PLACEHOLDER_LWA_CLIENT_ID
 from infra.data import Data
 from infra.functions import SharedLayers
 from infra.monitoring import Monitoring
@@ -24,9 +25,14 @@ class ReplenishmentStack(Stack):
         self.layers = SharedLayers(self, "Layers")
         # Login with Amazon: the security profile's client id, and the Secrets Manager secret (created
         # by the operator, never by this template) that holds its client secret.
-        self.lwa_client_id = (
-            self.node.try_get_context("lwaClientId") or "amzn1.application-oa2-client.CHANGE_ME"
-        )
+        self.lwa_client_id = self.node.try_get_context("lwaClientId") or PLACEHOLDER_LWA_CLIENT_ID
+        if stage == "prod" and self.lwa_client_id == PLACEHOLDER_LWA_CLIENT_ID:
+            # Every companion request would be denied (tokeninfo's audience never matches) and every
+            # link refused: a deployment that looks healthy and serves no one.
+            raise ValueError(
+                "context lwaClientId is the placeholder: -c lwaClientId=amzn1.application-oa2-client.… "
+                "(your LWA security profile's client id) is required for stage prod"
+            )
         self.lwa_client_secret_name = (
             self.node.try_get_context("lwaClientSecretName") or "drs/lwa-client-secret"
         )
@@ -37,6 +43,8 @@ class ReplenishmentStack(Stack):
             layers=self.layers,
             lwa_client_id=self.lwa_client_id,
             lwa_client_secret_name=self.lwa_client_secret_name,
+            # Browser apps' origins (context allowedOrigins); none by default.
+            allowed_origins=allowed_origins_from_context(self),
             removal_policy=removal,
         )
         CfnOutput(self, "ApiUrl", value=self.api.url)

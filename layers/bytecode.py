@@ -20,6 +20,9 @@ import subprocess
 from pathlib import Path
 
 INTERPRETER_VARIABLE = "LAMBDA_PYTHON"
+# The Lambda runtime's Python: infra/functions.py deploys ``python{RUNTIME_PYTHON}``, and the dependency
+# layer's wheels and every layer's bytecode are built for it (layers/deps/build.py's default).
+RUNTIME_PYTHON = "3.14"
 
 
 def find_interpreter(version: str) -> str | None:

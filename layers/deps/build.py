@@ -1,6 +1,6 @@
 """Build the dependency layer without Docker: manylinux wheels for the Lambda architecture.
 
-    python -m layers.deps.build [--arch arm64|x86_64] [--python 3.13]
+    python -m layers.deps.build [--arch arm64|x86_64] [--python 3.14]
 
 Installs ``requirements.txt`` (boto3/botocore are left to the runtime) into ``layers/deps/python``,
 then compiles it for that Python when an interpreter of that version is at hand (``layers.bytecode``).
@@ -14,14 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from layers.bytecode import compile_bytecode
+from layers.bytecode import RUNTIME_PYTHON, compile_bytecode
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 
 
-def build(arch: str = "arm64", python: str = "3.13", target: Path | None = None) -> Path:
+def build(arch: str = "arm64", python: str = RUNTIME_PYTHON, target: Path | None = None) -> Path:
     """Install the pinned runtime requirements for ``arch``/``python`` into ``target`` (a layer's python/)."""
     target = target or HERE / "python"
     shutil.rmtree(target, ignore_errors=True)
@@ -41,9 +41,14 @@ def build(arch: str = "arm64", python: str = "3.13", target: Path | None = None)
     return target
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command line: ``--arch`` and ``--python`` default to the Lambda runtime's."""
+    options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options.add_argument("--arch", choices=sorted(PLATFORMS), default="arm64")
+    options.add_argument("--python", default=RUNTIME_PYTHON)
+    return options
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", choices=sorted(PLATFORMS), default="arm64")
-    parser.add_argument("--python", default="3.13")
-    args = parser.parse_args()
+    args = parser().parse_args()
     print(build(args.arch, args.python))

@@ -177,7 +177,7 @@ def test_companion_api_role_is_least_privilege(template: Template) -> None:
         "secretsmanager:GetSecretValue",
     }
     secret = next(s for s in statements if s["Action"] == "secretsmanager:GetSecretValue")
-    assert f":secret:{SECRET_NAME}-*" in json.dumps(secret["Resource"])
+    assert json.dumps(secret["Resource"]).endswith(f':secret:{SECRET_NAME}-??????"]]}}')
     owner_index = next(
         s for s in statements if s["Action"] == "dynamodb:Query" and "/index/" in json.dumps(s["Resource"])
     )

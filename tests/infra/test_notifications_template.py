@@ -4,6 +4,7 @@ Synthesized once per module."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -52,9 +53,33 @@ def function_id(template: Template) -> str:
     return logical_id(template, "AWS::Lambda::Function", "NotificationsFunction")
 
 
-def test_topic_is_encrypted_with_the_stack_key_and_output_for_the_drs_portal(template):
-    # Given the synthesized stack, Then the topic uses the stack key and its ARN is an output
-    template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": key_arn(template)})
+@pytest.fixture(scope="module")
+def encrypted_template() -> Template:
+    """The stack as deployed with ``-c encryptNotificationTopic=true``."""
+    app = build_app(context={"aws:cdk:bundling-stacks": [], "encryptNotificationTopic": "true"})
+    return Template.from_stack(app.node.find_child(STACK_ID))
+
+
+def drs_key_statements(template: Template) -> list[dict[str, Any]]:
+    _, key = only(template, "AWS::KMS::Key")
+    return [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Principal", {}).get("AWS") == f"arn:aws:iam::{DRS_NOTIFICATION_ACCOUNT}:root"
+    ]
+
+
+def test_topic_is_unencrypted_by_default_and_output_for_the_drs_portal(template):
+    # Given the synthesized stack, Then the DRS topic has no KMS key: a cross-account publisher needs KMS
+    # permission in its own account too, which DRS's onboarding does not give
+    _, topic = only(template, "AWS::SNS::Topic", {"TopicName": Match.string_like_regexp("drs-notifications")})
+    assert "KmsMasterKeyId" not in topic["Properties"]
+    # And the key policy grants DRS's account nothing
+    assert drs_key_statements(template) == []
+    # And the queue behind it stays encrypted with the stack key
+    assert template.to_json()["Resources"][queue_id(template)]["Properties"]["KmsMasterKeyId"] == key_arn(
+        template
+    )
     outputs = template.find_outputs("NotificationTopicArn")
     assert outputs["NotificationTopicArn"]["Value"] == topic_ref(template)
 
@@ -75,21 +100,30 @@ def test_topic_policy_lets_the_drs_account_and_ours_publish_over_tls_only(templa
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_the_drs_account_may_use_the_key_only_through_sns(template):
-    # Given the key policy
+def test_encrypted_on_request_and_drs_may_use_the_key_only_through_sns_for_this_topic(encrypted_template):
+    template = encrypted_template
+    # Given -c encryptNotificationTopic=true, Then the topic uses the stack key
+    _, topic = only(template, "AWS::SNS::Topic", {"TopicName": Match.string_like_regexp("drs-notifications")})
+    assert topic["Properties"]["KmsMasterKeyId"] == key_arn(template)
+    # And the DRS account's key statement allows data keys for publishing, via SNS only, bound to this
+    # topic by the encryption context SNS sets
+    (drs,) = drs_key_statements(template)
+    assert sorted(drs["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    condition = drs["Condition"]["StringEquals"]
+    via_sns = {"Fn::Join": ["", ["sns.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+    assert condition["kms:ViaService"] == via_sns
+    topic_arn = json.dumps(condition["kms:EncryptionContext:aws:sns:topicArn"])
+    assert topic_arn.endswith(':DrsReplenishment-dev-drs-notifications"]]}'), topic_arn
+    # And SNS may use it for this topic's deliveries only
     _, key = only(template, "AWS::KMS::Key")
     statements = key["Properties"]["KeyPolicy"]["Statement"]
-    # Then the DRS account's statement allows data keys for publishing, via SNS only
-    (drs,) = [
-        s
-        for s in statements
-        if s.get("Principal", {}).get("AWS") == f"arn:aws:iam::{DRS_NOTIFICATION_ACCOUNT}:root"
-    ]
-    assert sorted(drs["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
-    assert "kms:ViaService" in drs["Condition"]["StringEquals"]
-    # And SNS may use it for this topic's deliveries only
     (sns,) = [s for s in statements if s.get("Principal", {}).get("Service") == "sns.amazonaws.com"]
     assert "aws:SourceArn" in sns["Condition"]["ArnEquals"]
+
+
+def test_a_bad_encryption_switch_fails_synth():
+    with pytest.raises(ValueError, match="encryptNotificationTopic"):
+        build_app(context={"aws:cdk:bundling-stacks": [], "encryptNotificationTopic": "yes"}, nag=False)
 
 
 def test_queues_are_encrypted_and_refuse_plain_http(template):

@@ -114,7 +114,7 @@ def test_the_reorder_function_has_exactly_what_ordering_needs(resources: dict[st
         s for s in statements(resources, reorder) if s["Action"] == "secretsmanager:GetSecretValue"
     ]
     assert len(secret_statements) == 1
-    assert json.dumps(secret_statements[0]["Resource"]).endswith(':secret:drs/lwa-client-secret-*"]]}')
+    assert json.dumps(secret_statements[0]["Resource"]).endswith(':secret:drs/lwa-client-secret-??????"]]}')
     # Wildcard resources: only ListStreams, which has no resource-level permissions.
     assert {s["Action"] for s in statements(resources, reorder) if s["Resource"] == "*"} == {
         "dynamodb:ListStreams"
@@ -132,7 +132,9 @@ def test_the_stream_mapping_filters_to_due_slots_and_bounds_its_retries(resource
     assert mapping["EventSourceArn"] == arn(resources, "AWS::DynamoDB::Table", "DataState", "StreamArn")
     (only_filter,) = mapping["FilterCriteria"]["Filters"]
     assert json.loads(only_filter["Pattern"]) == schema.REORDER_FILTER_PATTERN
-    assert mapping["BisectBatchOnFunctionError"] is True
+    # One due slot per invocation: a slow DRS answer can only time out its own record
+    assert mapping["BatchSize"] == 1
+    assert "BisectBatchOnFunctionError" not in mapping
     assert mapping["MaximumRetryAttempts"] == REORDER_RETRY_ATTEMPTS
     assert mapping["MaximumRecordAgeInSeconds"] == REORDER_MAX_RECORD_AGE.to_seconds()
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

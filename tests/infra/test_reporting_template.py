@@ -84,10 +84,13 @@ def test_state_table_has_the_sparse_report_index_with_status_projected(template)
 def test_schedule_runs_hourly_and_passes_its_scheduled_time_to_the_planner(template):
     planner = function_id(template, "report_planner")
     role = logical_id(template, "AWS::IAM::Role", "ReportingScheduleRole")
+    dlq = logical_id(template, "AWS::SQS::Queue", "ReportingPlannerDlq")
     template.has_resource_properties(
         "AWS::Scheduler::Schedule",
         {
-            "ScheduleExpression": "rate(1 hour)",
+            # On the hour (a rate would fire at deploy time + n hours), in UTC
+            "ScheduleExpression": "cron(0 * * * ? *)",
+            "ScheduleExpressionTimezone": "Etc/UTC",
             "FlexibleTimeWindow": {"Mode": "OFF"},
             "State": "ENABLED",
             "Target": {
@@ -96,7 +99,9 @@ def test_schedule_runs_hourly_and_passes_its_scheduled_time_to_the_planner(templ
                 "Input": json.dumps(
                     {"scheduledTime": "<aws.scheduler.scheduled-time>"}, separators=(",", ":")
                 ),
-                "RetryPolicy": Match.object_like({"MaximumRetryAttempts": 3}),
+                # Bounded delivery retries; what is still undelivered goes to the planner DLQ
+                "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 1800},
+                "DeadLetterConfig": {"Arn": arn(dlq)},
             },
         },
     )
@@ -105,7 +110,11 @@ def test_schedule_runs_hourly_and_passes_its_scheduled_time_to_the_planner(templ
 def test_schedule_role_may_invoke_the_planner_and_nothing_else(template):
     planner = function_id(template, "report_planner")
     statements = statements_of(template, "ReportingScheduleRole")
-    assert statements == [{"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": arn(planner)}]
+    dlq = logical_id(template, "AWS::SQS::Queue", "ReportingPlannerDlq")
+    assert statements == [
+        {"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": arn(planner)},
+        {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": arn(dlq)},
+    ]
     role = template.find_resources("AWS::IAM::Role")[
         logical_id(template, "AWS::IAM::Role", "ReportingScheduleRole")
     ]
@@ -149,17 +158,20 @@ def test_both_report_queues_refuse_plain_http(template):
         )
 
 
-def test_worker_has_reserved_concurrency_and_a_partial_batch_event_source(template):
+def test_worker_is_capped_by_its_event_source_not_a_reservation(template):
     worker = function_id(template, "report_worker")
     queue = logical_id(template, "AWS::SQS::Queue", "ReportingJobs2")
+    # No function reserves concurrency: a reservation fails the deploy in a low-quota account
+    for name, function in template.find_resources("AWS::Lambda::Function").items():
+        assert "ReservedConcurrentExecutions" not in function["Properties"], name
     template.has_resource_properties(
         "AWS::Lambda::Function",
         {
             "Environment": {"Variables": Match.object_like({"POWERTOOLS_SERVICE_NAME": "report_worker"})},
-            "ReservedConcurrentExecutions": 10,
             "Timeout": WORKER_TIMEOUT.to_seconds(),
         },
     )
+    # The DRS call budget is the event source's maximum concurrency instead
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
@@ -200,7 +212,7 @@ def test_worker_reads_and_updates_state_and_tokens_and_reads_the_lwa_secret(temp
     assert actions_on(statements, arn(tokens)) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert actions_on(statements, arn(key)) == {"kms:Encrypt", "kms:Decrypt"}
     (secret,) = [s for s in statements if s["Action"] == "secretsmanager:GetSecretValue"]
-    assert secret["Resource"]["Fn::Join"][1][-1] == ":secret:drs/lwa-client-secret-*"
+    assert secret["Resource"]["Fn::Join"][1][-1] == ":secret:drs/lwa-client-secret-??????"
 
 
 def test_dlq_alarm_fires_on_the_first_parked_job(template):

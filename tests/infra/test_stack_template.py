@@ -4,7 +4,7 @@ function is checked too. Synthesized once per module.
 
 Per-concern properties live in the concern's own test module and are not repeated here: table keys,
 encryption and PITR (test_data_template), the stream filter and its retries (test_ordering_template), the
-SNS topic policy's DRS principal (test_notifications_template), the schedule and the worker's reserved
+SNS topic policy's DRS principal (test_notifications_template), the schedule and the worker's maximum
 concurrency (test_reporting_template).
 """
 
@@ -92,6 +92,8 @@ EXPECTED_ACTIONS: dict[str, list[str]] = {
         "kms:GenerateDataKey",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
         "sqs:SendMessage",
     ],
     "report_worker": [
@@ -180,10 +182,16 @@ def dead_letter_queues(resources: dict[str, Any]) -> set[str]:
     }
     on_failure = {
         queue_of(props["DestinationConfig"]["OnFailure"]["Destination"])
-        for props in of_type(resources, "AWS::Lambda::EventSourceMapping").values()
+        for kind in ("AWS::Lambda::EventSourceMapping", "AWS::Lambda::EventInvokeConfig")
+        for props in of_type(resources, kind).values()
         if "DestinationConfig" in props
     }
-    return redrive_targets | on_failure
+    undelivered = {
+        queue_of(props["Target"]["DeadLetterConfig"]["Arn"])
+        for props in of_type(resources, "AWS::Scheduler::Schedule").values()
+        if "DeadLetterConfig" in props["Target"]
+    }
+    return redrive_targets | on_failure | undelivered
 
 
 def dashboard_body(resources: dict[str, Any]) -> dict[str, Any]:
@@ -249,11 +257,15 @@ def test_every_queue_is_encrypted_and_refuses_plain_http(resources):
         ), name
 
 
-def test_every_topic_is_encrypted_and_refuses_plain_http(resources):
+def test_every_topic_refuses_plain_http_and_all_but_the_drs_topic_are_encrypted(resources):
     policies = of_type(resources, "AWS::SNS::TopicPolicy").values()
     for name, props in of_type(resources, "AWS::SNS::Topic").items():
-        # Given each topic, Then it uses the stack key and denies publishing over plain HTTP
-        assert props["KmsMasterKeyId"]["Fn::GetAtt"][0].startswith("DataKey"), name
+        # Given each topic, Then it uses the stack key (but the one DRS publishes to: see
+        # test_notifications_template) and denies publishing over plain HTTP
+        if name.startswith("NotificationsTopic"):
+            assert "KmsMasterKeyId" not in props
+        else:
+            assert props["KmsMasterKeyId"]["Fn::GetAtt"][0].startswith("DataKey"), name
         statements = [
             s
             for policy in policies
@@ -327,7 +339,7 @@ def test_every_wildcard_resource_of_a_function_role_is_a_known_acknowledged_one(
                     }
                 # the random six-character suffix of the one LWA client secret,
                 elif actions == ["secretsmanager:GetSecretValue"]:
-                    assert text.endswith(':secret:drs/lwa-client-secret-*"]]}'), text
+                    assert text.endswith(':secret:drs/lwa-client-secret-??????"]]}'), text
                 # or ListStreams, which has no resource-level permission (the stream mapping's)
                 else:
                     assert (folder, actions, resource) == ("reorder_decision", ["dynamodb:ListStreams"], "*")
