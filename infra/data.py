@@ -34,7 +34,10 @@ class Data(Construct):
             removal_policy=removal_policy,
         )
         self.state_table = self._build_state_table(removal_policy)
-        self.tokens_table = self._build_table("Tokens", schema.TOKENS_PK, removal_policy)
+        # The TTL removes a half-done linking's held tokens that no retry came back for.
+        self.tokens_table = self._build_table(
+            "Tokens", schema.TOKENS_PK, removal_policy, ttl=schema.TOKENS_TTL_ATTR
+        )
         self.idempotency_table = self._build_table(
             "Idempotency", schema.IDEMPOTENCY_PK, removal_policy, ttl=schema.IDEMPOTENCY_TTL_ATTR
         )

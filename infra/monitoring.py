@@ -393,6 +393,7 @@ class Monitoring(Construct):
                         label="ReauthRequired (${PROP('Dim.service')})",
                     ),
                     app_metric("LinkCodeRejected", "companion_api", label="Link code rejected by LWA"),
+                    app_metric("LinkResumed", "companion_api", label="Link resumed from held tokens"),
                 ],
                 width=quarter,
             ),

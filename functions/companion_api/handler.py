@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
 from drs_core import dependencies
+from drs_core.adapters import invocation_budget
 from drs_core.api.companion import (
     DeviceListResponse,
     DeviceView,
@@ -198,7 +199,13 @@ def openapi_document() -> Response[Any]:
     return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, document)
 
 
+# Kept back from every DRS/LWA request's retry budget for the writes after them (device, tokens,
+# slots) and the answer: linking's two calls must end in time for the link to be stored.
+REQUEST_TIME_RESERVE_SECONDS = 3.0
+
+
 @logger.inject_lambda_context(clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return resolve(app, event, context)
+    with invocation_budget.bounded_by_invocation(context, reserve_seconds=REQUEST_TIME_RESERVE_SECONDS):
+        return resolve(app, event, context)

@@ -19,6 +19,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
+from drs_core import schema
 from infra import functions
 from infra.api import CORS_ALLOWED_HEADERS, Api
 from infra.app_factory import build_app
@@ -319,7 +320,12 @@ def test_authorizer_cache_seconds_outside_0_to_3600_fails_synth(value):
         stack_template({"authorizerCacheSeconds": value})
 
 
-# --- linking fits behind the API -------------------------------------------------------------------------
+# --- linking fits behind the API, and a half-done one is kept, not forever ------------------------------
+
+
+def test_held_link_tokens_expire_through_the_tokens_tables_ttl(template):
+    _, tokens = the(template, "AWS::DynamoDB::Table", "DataTokens")
+    assert tokens["TimeToLiveSpecification"] == {"AttributeName": schema.TOKENS_TTL_ATTR, "Enabled": True}
 
 
 def test_the_companion_function_ends_before_the_api_gives_up(template):

@@ -55,6 +55,8 @@ REORDER_FILTER_PATTERN: dict[str, Any] = {
 
 # --- Tokens table (one item per device; ciphertext only) ---
 TOKENS_PK = "serial"
+# TTL attribute of the table: only a half-done linking's held tokens carry it (token_vault.py).
+TOKENS_TTL_ATTR = "expiresAt"
 
 # --- Idempotency table (Powertools DynamoDBPersistenceLayer defaults) ---
 IDEMPOTENCY_PK = "id"

@@ -10,7 +10,8 @@ and LWA token calls are idempotent until a code is used (a reused code is a clea
 Besides the attempt count, a wall-clock budget bounds each request: no new attempt starts once
 ``max_total_seconds`` have passed since the first one, and no backoff or ``Retry-After`` wait is taken
 that would end past that budget. A request can therefore last at most the budget plus one attempt's
-own timeouts.
+own timeouts. Inside an invocation budget (``adapters.invocation_budget``) the budget ends no later than
+the invocation's, and each attempt's socket timeouts are cut to the time left.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
+
+from drs_core.adapters import invocation_budget
 
 __all__ = ["RETRY_STATUSES", "DeadlineRetry", "Timeouts", "build_session"]
 
@@ -65,10 +68,13 @@ class DeadlineRetry(Retry):
         return super().new(**kw)
 
     def started_now(self) -> DeadlineRetry:
-        """A copy whose deadline counts from this instant (called once per request, before attempt 1)."""
-        if self.max_total_seconds is None:
-            return self
-        return self.new(deadline=time.monotonic() + self.max_total_seconds)
+        """A copy whose deadline counts from this instant (called once per request, before attempt 1),
+        and ends no later than the invocation's budget, if one is set."""
+        end = invocation_budget.deadline()
+        if self.max_total_seconds is not None:
+            own = time.monotonic() + self.max_total_seconds
+            end = own if end is None else min(end, own)
+        return self if end is None else self.new(deadline=end)
 
     def increment(
         self,
@@ -135,6 +141,21 @@ class _DeadlineAdapter(HTTPAdapter):
     @max_retries.setter
     def max_retries(self, value: Retry) -> None:
         self._retry_template = value
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, **kw: Any):  # type: ignore[override]
+        left = invocation_budget.remaining_seconds()
+        if left is not None:
+            if left <= 0:
+                raise requests.Timeout("the invocation's time for requests is spent", request=request)
+            timeout = _cut_to(timeout, left)
+        return super().send(request, stream=stream, timeout=timeout, **kw)
+
+
+def _cut_to(timeout: Any, seconds: float) -> Any:
+    """``timeout`` (a number or a ``(connect, read)`` pair) with no part longer than ``seconds``."""
+    if isinstance(timeout, tuple):
+        return tuple(seconds if part is None else min(part, seconds) for part in timeout)
+    return seconds if timeout is None else min(timeout, seconds)
 
 
 class _RedactAccessTokenInUrls(logging.Filter):

@@ -10,11 +10,14 @@ not stored, not logged, not in exception messages.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from drs_core import schema
 from drs_core.clock import Clock
 from drs_core.errors import LwaInvalidGrant, ReauthRequired, TokensMissing
 from drs_core.observability import logger
@@ -26,6 +29,24 @@ _ATTR_REFRESH = "refreshTokenCt"
 _ATTR_ACCESS = "accessTokenCt"
 _ATTR_EXPIRES = "accessExpiresAt"
 _ATTR_VERSION = "version"
+# A linking that exchanged its code but did not finish keeps its tokens under this key (see
+# ``hold_pending_link``); the tokens table's TTL attribute removes one nobody came back for.
+_PENDING_LINK_PREFIX = "PENDING_LINK#"
+_ATTR_OWNER = "ownerId"
+_ATTR_CODE_DIGEST = "codeDigest"
+_ATTR_TTL = schema.TOKENS_TTL_ATTR
+# How long a retry may resume a half-done linking: the app retries within seconds or minutes; a day
+# covers a phone that lost its network. After that the customer consents again.
+PENDING_LINK_LIFETIME = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class HeldGrant:
+    """The tokens a pending linking kept (``TokenGrantLike``); both tokens stay out of the repr."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
 
 
 class TokenGrantLike(Protocol):
@@ -225,3 +246,75 @@ class TokenVault:
             logger.error("token ciphertext rejected by KMS", extra={"serial": serial})
             raise
         return answer["Plaintext"].decode("utf-8")
+
+    # --- a linking's tokens between its code exchange and its completion ------------------------------
+
+    def hold_pending_link(self, serial: str, grant: TokenGrantLike, *, owner_id: str, code: str) -> None:
+        """Keep the tokens ``code`` was just exchanged for, until the linking completes.
+
+        The code is spent once LWA has exchanged it: if the linking then fails (DRS slow, the function
+        out of time), the app's retry with the same code finds these tokens instead of a refused code.
+        Only the same customer presenting the same code gets them back (``pending_link``).
+        """
+        self._dynamodb.update_item(
+            TableName=self._table_name,
+            Key={schema.TOKENS_PK: {"S": _PENDING_LINK_PREFIX + serial}},
+            UpdateExpression="SET #o = :o, #c = :c, #rt = :rt, #at = :at, #exp = :exp, #ttl = :ttl",
+            ExpressionAttributeNames={
+                "#o": _ATTR_OWNER,
+                "#c": _ATTR_CODE_DIGEST,
+                "#rt": _ATTR_REFRESH,
+                "#at": _ATTR_ACCESS,
+                "#exp": _ATTR_EXPIRES,
+                "#ttl": _ATTR_TTL,
+            },
+            ExpressionAttributeValues={
+                ":o": {"S": owner_id},
+                ":c": {"S": _code_digest(code)},
+                ":rt": {"B": self._encrypt(serial, grant.refresh_token)},
+                ":at": {"B": self._encrypt(serial, grant.access_token)},
+                ":exp": {"N": str(self._expires_at(grant.expires_in))},
+                ":ttl": {"N": str(int((self._clock.now() + PENDING_LINK_LIFETIME).timestamp()))},
+            },
+        )
+        logger.info(
+            "link tokens held until the link completes", extra={"serial": serial, "tokenEvent": "held"}
+        )
+
+    def pending_link(self, serial: str, *, owner_id: str, code: str) -> HeldGrant | None:
+        """The tokens a previous attempt of this linking (same customer, same code) exchanged and kept,
+        with a fresh access token; None when there are none (or they expired, or LWA revoked them)."""
+        answer = self._dynamodb.get_item(
+            TableName=self._table_name,
+            Key={schema.TOKENS_PK: {"S": _PENDING_LINK_PREFIX + serial}},
+            ConsistentRead=True,
+        )
+        item = answer.get("Item")
+        if (
+            item is None
+            or item[_ATTR_OWNER]["S"] != owner_id
+            or item[_ATTR_CODE_DIGEST]["S"] != _code_digest(code)
+            or int(item[_ATTR_TTL]["N"]) <= self._clock.now().timestamp()
+        ):
+            return None
+        refresh_token = self._decrypt(serial, item[_ATTR_REFRESH]["B"])
+        if self._is_fresh(item):
+            expires_in = int(item[_ATTR_EXPIRES]["N"]) - int(self._clock.now().timestamp())
+            return HeldGrant(self._decrypt(serial, item[_ATTR_ACCESS]["B"]), refresh_token, expires_in)
+        try:
+            grant = self._refresher.refresh(refresh_token)
+        except LwaInvalidGrant:
+            logger.info("held link tokens were revoked", extra={"serial": serial, "tokenEvent": "revoked"})
+            return None
+        return HeldGrant(grant.access_token, grant.refresh_token or refresh_token, grant.expires_in)
+
+    def release_pending_link(self, serial: str) -> None:
+        """Forget the held tokens once the linking has stored them as the device's own."""
+        self._dynamodb.delete_item(
+            TableName=self._table_name, Key={schema.TOKENS_PK: {"S": _PENDING_LINK_PREFIX + serial}}
+        )
+
+
+def _code_digest(code: str) -> str:
+    # The code itself is never stored; its digest only recognises the same request again.
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()

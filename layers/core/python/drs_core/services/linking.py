@@ -3,8 +3,10 @@
 Link (docs/architecture.md §1.1): refuse early if another customer holds the serial, exchange the LWA code
 (web with the client secret, or PKCE), read ``subscriptionInfo`` v2 with the new access token, then
 record the owner and a fresh device credential in one conditional write, store the tokens (KMS) and
-the slots. Nothing is written before the code exchange and the subscription read have succeeded, so a
-refused code leaves no trace. The credential is returned once; only its digest is stored.
+the slots. Nothing is written before the code exchange has succeeded, so a refused code leaves no
+trace; the device is written only after the subscription read has succeeded too. Between the two, the
+exchanged tokens are held (``TokenVault.hold_pending_link``): the code is spent, and a retry with it
+completes the link from the held tokens. The credential is returned once; only its digest is stored.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 from drs_core.adapters.drs_client import DrsClient
 from drs_core.adapters.lwa_client import LwaClient
 from drs_core.adapters.state_repository import StateRepository
-from drs_core.adapters.token_vault import TokenVault
+from drs_core.adapters.token_vault import TokenGrantLike, TokenVault
 from drs_core.clock import default_clock
 from drs_core.domain.credentials import credential_digest, new_device_credential
 from drs_core.domain.models import Device, DeviceStatus, Slot
@@ -76,11 +78,7 @@ def link_device(
     if _held_by_someone_else(existing, owner_id):
         raise DeviceAlreadyLinked(f"device {serial} is linked to another account")
 
-    try:
-        grant = lwa.exchange_code(request.authorization_code, request.redirect_uri, request.code_verifier)
-    except LwaInvalidGrant as refused:
-        metrics.add_metric(name="LinkCodeRejected", unit="Count", value=1)
-        raise InvalidAuthorizationCode("Login with Amazon rejected the authorization code") from refused
+    grant = _exchanged_or_held_grant(request, owner_id=owner_id, lwa=lwa, vault=vault)
     subscription = drs.subscription_info(grant.access_token, version=2)
 
     now = default_clock().now()
@@ -98,6 +96,7 @@ def link_device(
         owner_id=owner_id,
     )
     vault.store(serial, grant)
+    vault.release_pending_link(serial)
     for slot_id, state in sorted(subscription.slots.items()):
         product = state.products[0] if state.products else None
         repository.upsert_subscription(
@@ -116,6 +115,30 @@ def link_device(
     )
     metrics.add_metric(name="DeviceLinked", unit="Count", value=1)
     return LinkResult(device=device, slots=slots, device_token=credential)
+
+
+def _exchanged_or_held_grant(
+    request: LinkRequest, *, owner_id: str, lwa: LwaClient, vault: TokenVault
+) -> TokenGrantLike:
+    """The tokens of this link: the ones an earlier attempt with the same code exchanged and kept, or
+    those LWA exchanges the code for now, kept at once.
+
+    The code is spent by the exchange. An attempt that fails after it (``subscriptionInfo`` slow or
+    failing, the function out of time) leaves the tokens held, and the app's retry with the same code
+    completes the link without a second exchange, which LWA would refuse.
+    """
+    held = vault.pending_link(request.serial, owner_id=owner_id, code=request.authorization_code)
+    if held is not None:
+        logger.info("resuming a link whose code was exchanged before", extra={"serial": request.serial})
+        metrics.add_metric(name="LinkResumed", unit="Count", value=1)
+        return held
+    try:
+        grant = lwa.exchange_code(request.authorization_code, request.redirect_uri, request.code_verifier)
+    except LwaInvalidGrant as refused:
+        metrics.add_metric(name="LinkCodeRejected", unit="Count", value=1)
+        raise InvalidAuthorizationCode("Login with Amazon rejected the authorization code") from refused
+    vault.hold_pending_link(request.serial, grant, owner_id=owner_id, code=request.authorization_code)
+    return grant
 
 
 def _held_by_someone_else(device: Device | None, owner_id: str) -> bool:
