@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Two workers (this machine has 2 cores); one file per worker keeps module-scoped synths single.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: help install test lint format demo sandbox synth bench clean
+.PHONY: help install test lint format demo sandbox synth bench preflight deploy-local clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,5 +43,17 @@ synth: $(STAMP) ## synthesize CloudFormation into cdk.out/ with cdk-nag and cfn-
 bench: $(STAMP) ## print the benchmark tables
 	$(BIN)/python -m bench
 
+# Context for preflight as for cdk: make preflight CONTEXT="-c stage=prod -c lwaClientId=amzn1.…"
+CONTEXT ?=
+preflight: $(STAMP) ## read-only check of the AWS account and this machine before cdk deploy
+	$(BIN)/python -m infra.preflight $(CONTEXT)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+deploy-local: $(STAMP) node_modules/.installed ## the real CDK CLI bootstraps, deploys and destroys the stack on a local moto server
+	$(BIN)/python -m infra.deploy_local
+
 clean: ## remove the virtualenv and generated files
-	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .hypothesis node_modules

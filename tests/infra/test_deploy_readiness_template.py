@@ -20,7 +20,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from drs_core import schema
-from infra import functions
+from infra import functions, preflight
 from infra.api import CORS_ALLOWED_HEADERS, Api
 from infra.app_factory import build_app
 from infra.constants import PLACEHOLDER_LWA_CLIENT_ID
@@ -342,3 +342,11 @@ def test_the_companion_function_ends_before_the_api_gives_up(template):
     # function still works on a spent code
     for integration in integrations:
         assert props["Timeout"] * 1000 < integration.get("TimeoutInMillis", 30_000)
+
+
+def test_preflight_asks_for_the_bootstrap_version_the_template_requires(template):
+    # Given the template's CheckBootstrapVersion rule (the versions it refuses)
+    (assertion,) = template.to_json()["Rules"]["CheckBootstrapVersion"]["Assertions"]
+    refused = assertion["Assert"]["Fn::Not"][0]["Fn::Contains"][0]
+    # Then preflight's minimum is the first version it accepts
+    assert max(int(v) for v in refused) + 1 == preflight.MIN_BOOTSTRAP_VERSION
