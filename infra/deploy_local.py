@@ -128,8 +128,8 @@ def main() -> int:
     logging.getLogger("moto").setLevel(logging.ERROR)
     timings: list[tuple[str, float]] = []
     try:
-        _, port = local._server.get_host_and_port()
-        endpoint = f"http://localhost:{port}"
+        # The server listens on 127.0.0.1; the CLI must name it localhost (see the module docstring).
+        endpoint = local.endpoint.replace("://127.0.0.1:", "://localhost:")
         env = cli_environment(endpoint)
 
         def aws(service: str) -> Any:
