@@ -155,6 +155,18 @@ def test_invalid_code_answers_400_and_stores_nothing(api: Api, aws: AwsEnv) -> N
     assert_nothing_stored(aws)
 
 
+def test_a_malformed_code_answers_400_not_502_and_stores_nothing(api: Api, aws: AwsEnv) -> None:
+    # Given a code that is not shaped like one: LWA answers 400 invalid_request (not invalid_grant)
+    customer = api.customer()
+
+    # When the app posts it
+    answer = api.register(customer, new_serial(), "not a code!")
+
+    # Then it is the app's bad code (400 INVALID_AUTHORIZATION_CODE), not a 502, and nothing is stored
+    assert (answer.status, answer.error_code) == (400, "INVALID_AUTHORIZATION_CODE")
+    assert_nothing_stored(aws)
+
+
 def test_a_reused_code_is_refused_without_touching_the_linked_device(api: Api, aws: AwsEnv) -> None:
     # Given a device linked with a code
     customer = api.customer()

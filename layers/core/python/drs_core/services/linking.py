@@ -24,6 +24,7 @@ from drs_core.errors import (
     InvalidAuthorizationCode,
     InvalidExitUri,
     LwaInvalidGrant,
+    LwaInvalidRequest,
     ReauthRequired,
     TokensMissing,
 )
@@ -78,7 +79,9 @@ def link_device(
 
     try:
         grant = lwa.exchange_code(request.authorization_code, request.redirect_uri, request.code_verifier)
-    except LwaInvalidGrant as refused:
+    except (LwaInvalidGrant, LwaInvalidRequest) as refused:
+        # invalid_grant: expired, used or unknown code; invalid_request: a malformed one. Both are the
+        # app's input, so a 400, never a gateway fault.
         metrics.add_metric(name="LinkCodeRejected", unit="Count", value=1)
         raise InvalidAuthorizationCode("Login with Amazon rejected the authorization code") from refused
     subscription = drs.subscription_info(grant.access_token, version=2)
