@@ -403,7 +403,9 @@ class SimulatorApp:
             return _json_response(200, self.simulator.configure_notifications())
 
         def act(body: _Body) -> object:
-            body.only("version", "duplicateRate", "reorderRate", "delaySeconds", "seed")
+            body.only(
+                "version", "duplicateRate", "reorderRate", "delaySeconds", "seed", "testCancelNotifications"
+            )
             changes: dict[str, object] = {}
             if body.has("version"):
                 version = body.value("version")
@@ -419,6 +421,8 @@ class SimulatorApp:
                     changes[name] = body.number(field, required=True, minimum=0, maximum=maximum)
             if body.has("seed"):
                 changes["seed"] = body.integer("seed", required=True)
+            if body.has("testCancelNotifications"):
+                changes["test_cancel_notifications"] = body.boolean("testCancelNotifications", required=True)
             return self.simulator.configure_notifications(**changes)
 
         return self._control(request, act)

@@ -256,7 +256,8 @@ class Simulator:
                 order = self._open_orders.get((device.registration_id, each))
                 if order is not None:
                     self._close_order(order, OrderState.CANCELLED, now, reason="test order cancelled")
-                    self._notify_order(note.ORDER_CANCELLED, order, now)
+                    if self._channel.config.test_cancel_notifications:
+                        self._notify_order(note.ORDER_CANCELLED, order, now)
             return {
                 "slotOrderStatuses": [
                     {"slotId": each, "orderStatus": "NO_ORDER_IN_PROGRESS"} for each in slot_ids

@@ -600,7 +600,8 @@ def test_get_order_info_shows_own_orders_only(simulator: SimulatorServer) -> Non
 def test_test_order_is_cancelled_by_cancel_test_order_which_unlocks_the_slot(
     simulator: SimulatorServer,
 ) -> None:
-    # Given a test device with a test order open
+    # Given a simulated DRS set to notify test-order cancels, and a test device with a test order open
+    control(simulator.url, "POST", "/notifications/config", {"testCancelNotifications": True})
     device = link(simulator.url, test_device=True)
     answer = drs(simulator.url, "replenish", device.access_token)
     assert answer.json()["detailCode"] == "TEST_ORDER_PLACED"
@@ -623,8 +624,15 @@ def test_cancel_all_test_orders_lists_every_slot(simulator: SimulatorServer) -> 
     place_order(simulator.url, device, "Soap")
     # When every test order is cancelled
     answer = drs(simulator.url, "cancelTestOrders", device.access_token)
-    # Then both slots are free and two cancellations were published
+    # Then both slots are free, and by default (no DRS source says it notifies) nothing was published
     assert sorted(entry["slotId"] for entry in answer.json()["slotOrderStatuses"]) == ["PaperTowel", "Soap"]
+    assert types(simulator.url).count("OrderCancelledNotification") == 0
+    # When the world is set to notify them, and both slots are ordered and cancelled again
+    control(simulator.url, "POST", "/notifications/config", {"testCancelNotifications": True})
+    place_order(simulator.url, device, "PaperTowel")
+    place_order(simulator.url, device, "Soap")
+    drs(simulator.url, "cancelTestOrders", device.access_token)
+    # Then two cancellations were published
     assert types(simulator.url).count("OrderCancelledNotification") == 2
 
 
@@ -910,6 +918,7 @@ def test_notification_config_changes_only_named_fields(simulator: SimulatorServe
         "reorderRate": 0,
         "delaySeconds": 0,
         "seed": 7,
+        "testCancelNotifications": False,
     }
 
 

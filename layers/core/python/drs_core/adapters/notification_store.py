@@ -324,3 +324,25 @@ def mark_order_delivered(
     return not isinstance(
         gateway.conditional_update(schema.order_key(serial, instance_id), update, condition), Refused
     )
+
+
+def mark_order_cancelled(gateway: TableGateway, serial: str, slot_id: str, instance_id: str) -> bool:
+    """Record in the order's history that it was cancelled (cancel-test-order answered
+    ``NO_ORDER_IN_PROGRESS``); False if it was already cancelled or closed as delivered.
+
+    No ``lastNotificationTime`` is written: this is not a notification, and an ``OrderCancelled`` that
+    may still come finds the order cancelled and moves nothing.
+    """
+    update = UpdateBuilder()
+    update.set(Attr.ORDER_STATE, str_av(OrderState.CANCELLED.value))
+    update.set_if_absent(Attr.SLOT_ID, str_av(slot_id))
+    update.set_if_absent(Attr.IS_TEST_ORDER, {"BOOL": True})
+    state = update.name(Attr.ORDER_STATE)
+    cancelled = update.value(str_av(OrderState.CANCELLED.value))
+    condition = (
+        f"attribute_not_exists({update.name(Attr.DELIVERED_AT)})"
+        f" AND (attribute_not_exists({state}) OR {state} <> {cancelled})"
+    )
+    return not isinstance(
+        gateway.conditional_update(schema.order_key(serial, instance_id), update, condition), Refused
+    )
