@@ -212,12 +212,15 @@ class NotificationStore(StateRepository):
         product_known: bool,
         at: datetime,
         default_policy: SlotPolicy | None = None,
+        full_quantity: float | None = None,
+        unit: str | None = None,
     ) -> Slot | None:
         """Record a slot's subscription as of ``at`` unless a newer one was recorded; None if stale.
 
         ``product_known`` False (v1 messages, or a slot the message left out) leaves the stored product
-        alone; otherwise ``product`` None clears it. A new slot starts like ``upsert_subscription``'s:
-        zeroed counters, no order, the default policy.
+        alone; otherwise ``product`` None clears it. ``full_quantity`` and ``unit`` (the model catalog's)
+        set the slot's full quantity and unit; None leaves them as they are. A new slot starts like
+        ``upsert_subscription``'s: zeroed counters, no order, the default policy.
         """
         update = UpdateBuilder()
         update.set(Attr.SUBSCRIBED, {"BOOL": subscribed})
@@ -225,11 +228,16 @@ class NotificationStore(StateRepository):
         original_set = False
         if product_known:
             update.set(Attr.ASIN, opt_str_av(product.asin) if product else None)
-            if product is not None and product.quantity is not None:
+            if product is not None and product.quantity is not None and full_quantity is None:
                 update.set(Attr.ORIGINAL_QTY, num_av(product.quantity))
                 original_set = True
-            if product is not None and product.unit:
+            if product is not None and product.unit and unit is None:
                 update.set(Attr.UNIT, str_av(product.unit))
+        if full_quantity is not None:
+            update.set(Attr.ORIGINAL_QTY, num_av(full_quantity))
+            original_set = True
+        if unit is not None:
+            update.set(Attr.UNIT, str_av(unit))
         if not original_set:
             update.set_if_absent(Attr.ORIGINAL_QTY, num_av(0))
         update.set_if_absent(Attr.REMAINING_QTY, num_av(0))
