@@ -10,7 +10,7 @@ allow), against moto, on a manual clock.
    reading that crosses the reorder point (once per need), and the whole day including the daily
    rate update (one extra, refused write per slot per day).
 2. **Reorder invocations per reading**: every stream record those readings produced, run through the
-   reorder mapping's filter (``schema.REORDER_FILTER_PATTERN``, moto's ``EventPattern``). Target: 0
+   reorder mapping's filters (``schema.REORDER_FUNCTION_FILTER_PATTERNS``, moto's ``EventPattern``). Target: 0
    for readings that need no order, 1 for the reading that crosses the point.
 3. **Warm time per request**: the handler (2 readings, 1 reading) against a bare ``UpdateItem`` on the
    same moto backend, measured in this run; the ratio is what the function adds to its writes.
@@ -42,7 +42,7 @@ REGION = "us-east-1"
 SERIAL = "BENCH0001"
 SLOTS = ("Filter", "Cleaner")
 USAGE_ROUTE = "/v1/devices/{serial}/usage"
-FILTER = EventPattern.load(json.dumps(schema.REORDER_FILTER_PATTERN))
+FILTERS = [EventPattern.load(json.dumps(pattern)) for pattern in schema.REORDER_FUNCTION_FILTER_PATTERNS]
 TIMED_RUNS = 300
 
 
@@ -255,7 +255,7 @@ def _tables_of_calls(handler: Callable, clock: ManualClock) -> tuple[list[list[o
             _post(handler, clock, levels, key=f"{clock.now().timestamp()}" if keyed else None)
             produced = stream.read()
             records += len(produced)
-            invocations += sum(1 for record in produced if FILTER.matches_event(record))
+            invocations += sum(1 for record in produced if any(f.matches_event(record) for f in FILTERS))
         counts = calls.take()
         readings = hours * len(levels)
         # With a key, the idempotency record costs a PutItem and an UpdateItem per request.

@@ -10,7 +10,8 @@ from aws_cdk import Validations
 from cdk_nag import AwsSolutionsChecks
 
 ROOT = Path(__file__).resolve().parent.parent
-# Infrastructure reads the runtime's shared constants (drs_core.schema), nothing else of it.
+# Infrastructure reads the runtime's shared constants (drs_core.schema) and validates its model catalog
+# (drs_core.catalog), nothing else of it.
 sys.path.insert(0, str(ROOT / "layers" / "core" / "python"))
 
 from infra.constants import APP_NAME, DEFAULT_STAGE  # noqa: E402

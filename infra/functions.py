@@ -36,6 +36,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from drs_core.catalog import CATALOG_FILE, CatalogError, load_catalog
 from infra.constants import METRICS_NAMESPACE
 from infra.nag import acknowledge, arn_token
 from layers.bytecode import RUNTIME_PYTHON, compile_bytecode, find_interpreter
@@ -108,11 +109,22 @@ class _CoreLayerBundling:
         return True
 
 
+def check_model_catalog(path: Path = CATALOG_FILE) -> int:
+    """Validate the model catalog the core layer ships (``drs_core/model_catalog.json``): a synth with
+    a broken catalog fails here, naming the problem, instead of deploying it. The number of models."""
+    try:
+        return len(load_catalog(path).models)
+    except CatalogError as err:
+        raise ValueError(f"model catalog {path}: {err}") from None
+
+
 class SharedLayers(Construct):
-    """``core``: the drs_core library; ``deps``: pinned third-party packages (boto3 is the runtime's)."""
+    """``core``: the drs_core library and the model catalog; ``deps``: pinned third-party packages
+    (boto3 is the runtime's)."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
+        check_model_catalog()
         self.core = lambda_.LayerVersion(
             self,
             "Core",

@@ -2,12 +2,13 @@
 
 - ``POST /v1/devices/{serial}/usage`` (device authorizer) → the usage function: one conditional
   ``UpdateItem`` per slot reading on the state table, Powertools idempotency on its own table.
-- The state table's stream → the reorder function, through an event source **filter**
-  (``schema.REORDER_FILTER_PATTERN``: slot items whose new image has ``reorderDue = true``), so readings
-  that need no order invoke nothing. One record per batch, partial batch responses, bounded retries
-  and record age; what still fails goes to the on-failure destination, an SQS DLQ with an alarm. A
-  record that ends there has given its slot's claim back already (the function releases it on every
-  failure), and the slot's next reading below the reorder point raises the flag again.
+- The state table's stream → the reorder function, through event source **filters**
+  (``schema.REORDER_FUNCTION_FILTER_PATTERNS``: slot items whose new image has ``reorderDue = true``, or
+  ``slotReportDue = true`` after a refill, which gets its prompt ``slotStatus``), so readings that need
+  no order and no report invoke nothing. One record per batch, partial batch responses, bounded
+  retries and record age; what still fails goes to the on-failure destination, an SQS DLQ with an
+  alarm. A record that ends there has given its slot's claim back already (the function releases it on
+  every failure), and the slot's next reading below the reorder point raises the flag again.
 """
 
 from __future__ import annotations
@@ -120,7 +121,10 @@ class Ordering(Construct):
                 max_record_age=REORDER_MAX_RECORD_AGE,
                 report_batch_item_failures=True,
                 on_failure=event_sources.SqsDlq(self.dead_letter_queue),
-                filters=[lambda_.FilterCriteria.filter(schema.REORDER_FILTER_PATTERN)],
+                filters=[
+                    lambda_.FilterCriteria.filter(pattern)
+                    for pattern in schema.REORDER_FUNCTION_FILTER_PATTERNS
+                ],
             )
         )
         acknowledge(

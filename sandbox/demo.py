@@ -69,12 +69,15 @@ from sandbox.scenario import (  # noqa: E402 - needs the paths above when run as
 
 WATER_FILTER = DeviceModel(
     "AquaPure-WF1",
-    {"Filter": Product("B0WFILTER01", 150, "L"), "Cleaner": Product("B0WCLEAN01", 500, "ml")},
+    {
+        "Filter": Product("B0WFILTER01", 150, "L", packs=1),
+        "Cleaner": Product("B0WCLEAN01", 500, "ml", packs=1),
+    },
     "water filter: a 150 L filter cartridge and a 500 ml descaler",
 )
 PRINTER = DeviceModel(
     "InkJet-P200",
-    {"Black": Product("B0INKBLK01", 40, "ml"), "Color": Product("B0INKCLR01", 30, "ml")},
+    {"Black": Product("B0INKBLK01", 40, "ml", packs=1), "Color": Product("B0INKCLR01", 30, "ml", packs=1)},
     "printer: black and colour ink cartridges",
 )
 

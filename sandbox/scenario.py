@@ -58,13 +58,22 @@ class ApiError(RuntimeError):
 
 @dataclass(frozen=True)
 class Product:
-    """What a customer picks for a slot on Amazon: an ASIN and its quantity in the slot's unit."""
+    """What a customer picks for a slot on Amazon: an ASIN, and the slot's full quantity in its unit
+    (what the simulated device holds when full: the model catalog's, ``drs_core/model_catalog.json``).
+
+    ``packs``: Amazon describes the product as that many packs (``productInfo`` ``{quantity: packs,
+    unit: "count"}``, as DRS does); None describes it by the slot's quantity and unit instead.
+    """
 
     asin: str
     quantity: float
     unit: str
+    packs: float | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The product as the customer's consent on Amazon names it (``productInfo``)."""
+        if self.packs is not None:
+            return {"asin": self.asin, "quantity": self.packs, "unit": "count"}
         return {"asin": self.asin, "quantity": self.quantity, "unit": self.unit}
 
 
@@ -868,17 +877,24 @@ def check_no_overlapping_orders(
     moments: dict[datetime, tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]] = defaultdict(
         lambda: ([], [])
     )
+    # A cancel-test-order call that DRS answered closes the device's test orders (of its slot, or all):
+    # DRS need not notify it.
+    test_cancels: dict[datetime, list[Mapping[str, Any]]] = defaultdict(list)
     for call in calls:
         if call.get("operation") == "replenish" and call.get("detailCode") in PLACED_DETAIL_CODES:
             moments[parse_iso(str(call["at"]))][0].append(call)
+        elif call.get("operation") == "cancelTestOrders" and call.get("status") == 200:
+            test_cancels[parse_iso(str(call["at"]))].append(call)
     for note in notifications:
         message = json.loads(str(note["envelope"]["Message"]))
         at = parse_iso(str(message.get("notificationInfo", {}).get("notificationTime") or note["at"]))
         moments[at][1].append(message)
     tracker = _OpenOrders()
     failures: list[str] = []
-    for at in sorted(moments):
+    for at in sorted(set(moments) | set(test_cancels)):
         placements, news = moments[at]
+        for call in test_cancels.get(at, ()):
+            tracker.cancel_test_orders(str(call.get("serial")), call.get("slotId"))
         later = [message for message in news if not tracker.apply(message, known_only=True)]
         for call in placements:
             failures.extend(tracker.place(str(call.get("serial")), str(call.get("slotId")), at, call))
@@ -908,6 +924,13 @@ class _OpenOrders:
         )
         self.slots[key].append([None, None, call.get("detailCode") == "TEST_ORDER_PLACED"])
         return failures
+
+    def cancel_test_orders(self, serial: str, slot_id: str | None) -> None:
+        """DRS answered a cancel-test-order call: the device's test orders (of ``slot_id``, or of every
+        slot) are closed."""
+        for (each_serial, each_slot), orders in self.slots.items():
+            if each_serial == serial and slot_id in (None, each_slot):
+                orders[:] = [order for order in orders if not order[2]]
 
     def apply(self, message: Mapping[str, Any], *, known_only: bool) -> bool:
         """Apply one notification; with ``known_only``, only if it is about an order already named

@@ -1,7 +1,8 @@
-"""Reorder decision: state-table stream records of slots flagged ``reorderDue`` → at most one DRS order.
+"""Reorder decision: state-table stream records of slots flagged ``reorderDue`` → at most one DRS order;
+and of slots flagged ``slotReportDue`` by a refill → their prompt ``slotStatus``.
 
-The event source mapping's filter (``schema.REORDER_FILTER_PATTERN``) lets only those records invoke
-this function. Each record is handled on its own (partial batch responses): a record whose replenish
+The event source mapping's filters (``schema.REORDER_FUNCTION_FILTER_PATTERNS``) let only those records
+invoke this function. Each record is handled on its own (partial batch responses): a record whose replenish
 failed retryably is reported as failed, so the mapping retries it (bisecting the batch, bounded), then
 hands it to its on-failure destination; the rest of the batch is done.
 """
@@ -17,6 +18,7 @@ from drs_core import dependencies, schema
 from drs_core.clock import default_clock
 from drs_core.observability import logger, metrics
 from drs_core.services.reordering import reorder_slot
+from drs_core.services.slot_reports import report_refilled_slot
 from drs_core.settings import load_settings
 
 load_settings(
@@ -29,11 +31,28 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire
 
 
 def record_handler(record: DynamoDBRecord) -> str:
-    """One flagged slot: decide and, if needed, order it."""
+    """One flagged slot: report a refill's used-up package, then decide and, if needed, order it."""
     keys = record.dynamodb.keys if record.dynamodb else {}
     serial = schema.serial_from_pk(str(keys[schema.STATE_PK]))
     slot_id = str(keys[schema.STATE_SK])[len(schema.SLOT_PREFIX) :]
     logger.append_keys(serial=serial, slotId=slot_id, eventId=record.event_id)
+    image = (record.dynamodb.new_image if record.dynamodb else None) or {}
+    outcomes = []
+    if image.get(schema.SLOT_REPORT_DUE_ATTR) is True:
+        reported = report_refilled_slot(
+            serial,
+            slot_id,
+            store=dependencies.usage_store(),
+            repository=dependencies.repository(),
+            reports=dependencies.report_store(),
+            vault=dependencies.token_vault(),
+            drs=dependencies.drs_client(),
+            now=default_clock().now(),
+        )
+        logger.info("refill report", extra={"outcome": reported.value})
+        outcomes.append(reported.value)
+    if image.get(schema.REORDER_DUE_ATTR) is not True:
+        return ",".join(outcomes)
     outcome = reorder_slot(
         serial,
         slot_id,
@@ -44,7 +63,7 @@ def record_handler(record: DynamoDBRecord) -> str:
         now=default_clock().now(),
     )
     logger.info("reorder decision", extra={"outcome": outcome.value})
-    return outcome.value
+    return ",".join([*outcomes, outcome.value])
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,15 @@ _FAULT_MESSAGES = {
     503: "Service unavailable",
 }
 _MAX_LATENCY_MS = 600_000
+# DRS's error headers (docs/drs.md §2) and the type the simulator gives each injected fault status.
+ERROR_TYPE = "x-amzn-ErrorType"
+REQUEST_ID = "x-amzn-RequestId"
+_FAULT_ERROR_TYPES = {
+    400: "ValidationException",
+    429: "ThrottlingException",
+    500: "InternalFailure",
+    503: "ServiceUnavailableException",
+}
 
 
 @dataclass(frozen=True)
@@ -220,7 +230,7 @@ class SimulatorApp:
                 body = call(token, result_type, record)
                 response = _json_response(200, body, headers={TYPE_VERSION: result_type})
             except SimulatorError as exc:
-                response = _json_response(exc.status, {"message": exc.message})
+                response = _drs_error(exc.status, exc.error_type, exc.message)
         record.status = response.status_code
         self.simulator.record_call(record)
         return response
@@ -289,7 +299,7 @@ class SimulatorApp:
         if operation in LWA_OPERATIONS:
             error = "invalid_request" if fault.status == 400 else "server_error"
             return _oauth_error(fault.status, error, _FAULT_MESSAGES[fault.status])
-        return _json_response(fault.status, {"message": _FAULT_MESSAGES[fault.status]})
+        return _drs_error(fault.status, _FAULT_ERROR_TYPES[fault.status], _FAULT_MESSAGES[fault.status])
 
     # ------------------------------------------------------------------ control routes
     def _on_sim_create_customer(self, request: Request) -> Response:
@@ -393,7 +403,9 @@ class SimulatorApp:
             return _json_response(200, self.simulator.configure_notifications())
 
         def act(body: _Body) -> object:
-            body.only("version", "duplicateRate", "reorderRate", "delaySeconds", "seed")
+            body.only(
+                "version", "duplicateRate", "reorderRate", "delaySeconds", "seed", "testCancelNotifications"
+            )
             changes: dict[str, object] = {}
             if body.has("version"):
                 version = body.value("version")
@@ -409,6 +421,8 @@ class SimulatorApp:
                     changes[name] = body.number(field, required=True, minimum=0, maximum=maximum)
             if body.has("seed"):
                 changes["seed"] = body.integer("seed", required=True)
+            if body.has("testCancelNotifications"):
+                changes["test_cancel_notifications"] = body.boolean("testCancelNotifications", required=True)
             return self.simulator.configure_notifications(**changes)
 
         return self._control(request, act)
@@ -599,6 +613,12 @@ def _json_response(status: int, body: object, headers: dict[str, str] | None = N
     if body is not None:
         response.content_type = "application/json"
     return response
+
+
+def _drs_error(status: int, error_type: str, message: str) -> Response:
+    """A DRS error answer: ``{"message"}`` with the error's type and a fresh request id in headers."""
+    headers = {ERROR_TYPE: error_type, REQUEST_ID: str(uuid.uuid4())}
+    return _json_response(status, {"message": message}, headers=headers)
 
 
 def _oauth_error(status: int, error: str, description: str) -> Response:

@@ -120,7 +120,8 @@ class SimulatorControl:
         self.request("POST", "/__sim/faults", json=body)
 
     def configure_notifications(self, **fields: Any) -> None:
-        """``version``, ``duplicateRate``, ``reorderRate``, ``delaySeconds``, ``seed`` (docs/api.md names)."""
+        """``version``, ``duplicateRate``, ``reorderRate``, ``delaySeconds``, ``seed``,
+        ``testCancelNotifications`` (docs/api.md names)."""
         self.request("POST", "/__sim/notifications/config", json=fields)
 
     def calls(self, operation: str | None = None) -> list[dict[str, Any]]:

@@ -127,13 +127,19 @@ def sns_envelope(
 
 @dataclass
 class NotificationConfig:
-    """How notifications are delivered (defaults: v2, no duplicates, in order, no delay)."""
+    """How notifications are delivered (defaults: v2, no duplicates, in order, no delay).
+
+    ``test_cancel_notifications``: whether cancel-test-order publishes ``OrderCancelledNotification``
+    for each test order it cancels. No DRS source says it does, so by default it does not; the backend
+    takes the cancel call's answer as the truth either way.
+    """
 
     version: str = "2"
     duplicate_rate: float = 0.0
     reorder_rate: float = 0.0
     delay_seconds: float = 0.0
     seed: int = 0
+    test_cancel_notifications: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -142,6 +148,7 @@ class NotificationConfig:
             "reorderRate": self.reorder_rate,
             "delaySeconds": self.delay_seconds,
             "seed": self.seed,
+            "testCancelNotifications": self.test_cancel_notifications,
         }
 
 

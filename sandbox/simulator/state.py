@@ -13,6 +13,7 @@ import base64
 import hashlib
 import itertools
 import logging
+import re
 import secrets
 import string
 import threading
@@ -53,10 +54,13 @@ DEFAULT_REDIRECT_URI = "https://localhost/callback"
 DEFAULT_TOPIC_ARN = "arn:aws:sns:us-east-1:000000000000:drs-notifications"
 LWA_ISSUER = "https://www.amazon.com"
 
-# DRS says nothing about what a bad token's 400 says; the client tells token trouble from other bad
-# requests by the word "token", so only these two messages may contain it.
+# DRS tells token trouble from other bad requests by its x-amzn-ErrorType header (``error_type``), not
+# by these messages.
 MISSING_TOKEN = "Missing access token"
 INVALID_TOKEN = "Invalid or expired access token"
+
+# What an authorisation code looks like (``_new_code``, and LWA's own: letters and digits, ~20 long).
+_CODE_SHAPE = re.compile(r"[A-Za-z0-9]{8,64}")
 
 ORDER_ACTIONS = ("ship", "deliver", "cancel", "resolve", "expire")
 _SLOT_STATUS_NUMBERS = ("remainingQuantityInUnit", "originalQuantityInUnit", "totalQuantityOnHand")
@@ -64,9 +68,11 @@ _SLOT_STATUS_DATES = ("expectedReplenishmentDate", "lastUseDate")
 
 
 class SimulatorError(Exception):
-    """A request the simulated Amazon refuses; ``status`` is the HTTP answer."""
+    """A request the simulated Amazon refuses; ``status`` is the HTTP answer, ``error_type`` the DRS
+    routes' ``x-amzn-ErrorType`` (only ``InvalidTokenException`` is relied on by clients)."""
 
     status = 400
+    error_type = "ValidationException"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -80,13 +86,17 @@ class BadRequest(SimulatorError):
 class TokenRejected(BadRequest):
     """400 because of the access token (missing, unknown, expired, revoked, or not a device token)."""
 
+    error_type = "InvalidTokenException"
+
 
 class NotFound(SimulatorError):
     status = 404
+    error_type = "ResourceNotFoundException"
 
 
 class Conflict(SimulatorError):
     status = 409
+    error_type = "ConflictException"
 
 
 class OAuthError(Exception):
@@ -246,7 +256,8 @@ class Simulator:
                 order = self._open_orders.get((device.registration_id, each))
                 if order is not None:
                     self._close_order(order, OrderState.CANCELLED, now, reason="test order cancelled")
-                    self._notify_order(note.ORDER_CANCELLED, order, now)
+                    if self._channel.config.test_cancel_notifications:
+                        self._notify_order(note.ORDER_CANCELLED, order, now)
             return {
                 "slotOrderStatuses": [
                     {"slotId": each, "orderStatus": "NO_ORDER_IN_PROGRESS"} for each in slot_ids
@@ -583,6 +594,9 @@ class Simulator:
         return device
 
     def _exchange_code(self, form: Mapping[str, str], now: datetime) -> dict[str, object]:
+        if not _CODE_SHAPE.fullmatch(form.get("code", "")):
+            # LWA tells a request it cannot read (400 invalid_request) from a code it does not accept.
+            raise OAuthError(400, "invalid_request", "The authorization code is missing or malformed")
         code = self._codes.get(form.get("code", ""))
         if code is None or code.used or code.is_expired(now):
             raise OAuthError(400, "invalid_grant", "The authorization code is invalid, expired or used")

@@ -121,7 +121,9 @@ def test_the_reorder_function_has_exactly_what_ordering_needs(resources: dict[st
     }
 
 
-def test_the_stream_mapping_filters_to_due_slots_and_bounds_its_retries(resources: dict[str, Any]) -> None:
+def test_the_stream_mapping_filters_to_due_and_refilled_slots_and_bounds_its_retries(
+    resources: dict[str, Any],
+) -> None:
     reorder = function_id(resources, "reorder_decision")
     (mapping,) = [
         r["Properties"]
@@ -130,8 +132,10 @@ def test_the_stream_mapping_filters_to_due_slots_and_bounds_its_retries(resource
         and r["Properties"]["FunctionName"] == {"Ref": reorder}
     ]
     assert mapping["EventSourceArn"] == arn(resources, "AWS::DynamoDB::Table", "DataState", "StreamArn")
-    (only_filter,) = mapping["FilterCriteria"]["Filters"]
-    assert json.loads(only_filter["Pattern"]) == schema.REORDER_FILTER_PATTERN
+    # Slots due for an order, and slots a refill flagged for their prompt slotStatus: nothing else
+    patterns = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
+    assert patterns == [schema.REORDER_FILTER_PATTERN, schema.SLOT_REPORT_FILTER_PATTERN]
+    assert patterns[1]["dynamodb"]["NewImage"] == {"slotReportDue": {"BOOL": [True]}}
     # One due slot per invocation: a slow DRS answer can only time out its own record
     assert mapping["BatchSize"] == 1
     assert "BisectBatchOnFunctionError" not in mapping

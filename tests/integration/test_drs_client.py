@@ -33,7 +33,10 @@ from drs_core.errors import (
     DrsTokenRejected,
 )
 from sandbox.simulator.control import SimulatorControl
+from tests.support import logs
 from tests.support.clients import FAST_TIMEOUTS, LinkedDevice, fast_session
+
+captured_logs = logs.captured_logs
 
 PREFIX = "com.amazon.dash.replenishment."
 Link = Callable[..., LinkedDevice]
@@ -719,7 +722,8 @@ def test_error_message_never_echoes_the_token(
 ) -> None:
     # Given a server whose error message quotes the token it was sent
     token = "Atza|secret-token-value"
-    url, _ = stub([(400, JSON, b'{"message": "token Atza|secret-token-value is expired"}')])
+    headers = {"x-amzn-ErrorType": "InvalidTokenException", **JSON}
+    url, _ = stub([(400, headers, b'{"message": "token Atza|secret-token-value is expired"}')])
     drs = DrsClient(url, session=fast_session(), timeouts=FAST_TIMEOUTS)
 
     # When the call fails
@@ -740,3 +744,63 @@ def _wait_for_calls(sim: SimulatorControl, operation: str, count: int) -> list[d
         threading.Event().wait(0.02)
         calls = sim.calls(operation)
     return calls
+
+
+# --- DRS's error headers: x-amzn-ErrorType decides, x-amzn-RequestId is logged ------------------------
+
+
+@pytest.mark.parametrize(
+    ("error_type", "message", "expected"),
+    [
+        # The type says token, whatever the message says (or does not say)
+        ("InvalidTokenException", "Request refused", DrsTokenRejected),
+        ("InvalidTokenException:http://internal.amazon.com/coral/com.amazon.dash/", "", DrsTokenRejected),
+        # Another 400 stays a bad request even when its message happens to mention a token
+        ("ValidationException", "the token bucket for this slot is empty", DrsBadRequest),
+        (None, "the token bucket for this slot is empty", DrsBadRequest),
+    ],
+)
+def test_the_error_type_header_tells_a_token_rejection_from_a_bad_request(
+    stub: Callable[[list[Answer]], tuple[str, list[float]]],
+    captured_logs: pytest.CaptureFixture[str],
+    error_type: str | None,
+    message: str,
+    expected: type[DrsError],
+) -> None:
+    # Given a DRS answering 400 with (or without) its error-type header and a request id
+    headers = {"x-amzn-RequestId": "req-0123-abcd", **JSON}
+    if error_type is not None:
+        headers["x-amzn-ErrorType"] = error_type
+    url, _ = stub([(400, headers, f'{{"message": "{message}"}}'.encode())])
+    drs = DrsClient(url, session=fast_session(), timeouts=FAST_TIMEOUTS)
+
+    # When a call fails
+    with pytest.raises(DrsError) as raised:
+        drs.slot_status("Atza|anything", "Filter", _report(NOW))
+
+    # Then the header, not the message, decides the error's type, which keeps the type and the request id
+    assert type(raised.value) is expected
+    assert raised.value.request_id == "req-0123-abcd"
+    assert raised.value.error_type == (error_type.split(":", 1)[0] if error_type else None)
+    # And the request id is logged with the error, so it can be quoted to Amazon
+    lines = [line for line in captured_logs.readouterr().out.splitlines() if "DRS error" in line]
+    assert len(lines) == 1 and "req-0123-abcd" in lines[0] and '"slotStatus"' in lines[0]
+
+
+def test_the_simulator_sends_drs_error_headers_and_an_invalid_token_is_typed(
+    sim: SimulatorControl, drs: DrsClient, link_device: Link
+) -> None:
+    # Given a linked device and a token DRS never issued
+    device = link_device()
+
+    # When the garbage token is used, and an unknown slot is replenished
+    with pytest.raises(DrsTokenRejected) as token_error:
+        drs.replenish("Atza|never-issued", "Filter")
+    with pytest.raises(DrsNotFound) as slot_error:
+        drs.replenish(device.token, "NoSuchSlot")
+
+    # Then each carries DRS's error type and a request id, distinct per request
+    assert token_error.value.error_type == "InvalidTokenException"
+    assert slot_error.value.error_type == "ResourceNotFoundException"
+    assert token_error.value.request_id and slot_error.value.request_id
+    assert token_error.value.request_id != slot_error.value.request_id

@@ -96,6 +96,26 @@ def test_web_linking_creates_the_device_its_slots_and_a_credential_stored_only_a
     assert operations == ["token", "subscriptionInfo"]
 
 
+def test_linking_takes_each_slots_unit_and_full_quantity_from_the_model_catalog(api: Api) -> None:
+    # Given a customer who picked packs on Amazon: one filter ("1 count") and a 1-litre bottle
+    customer = api.customer()
+    serial = new_serial()
+    packs = {
+        "Filter": {"asin": "B00FILTER1", "quantity": 1, "unit": "count"},
+        "Cleaner": {"asin": "B00CLEAN01", "quantity": 1000, "unit": "milliliter"},
+    }
+    code = api.consent(customer, serial, slots=packs)
+
+    # When the app links the device
+    answer = api.register(customer, serial, code)
+
+    # Then each slot's unit and full quantity are the catalog's for WaterFilterPro, not productInfo's
+    assert answer.status == 201
+    slots = {slot["slotId"]: slot for slot in answer.body["device"]["slots"]}
+    assert (slots["Filter"]["originalQuantity"], slots["Filter"]["unit"]) == (2, "count")
+    assert (slots["Cleaner"]["originalQuantity"], slots["Cleaner"]["unit"]) == (1.5, "liter")
+
+
 def test_pkce_linking_uses_the_code_verifier(api: Api) -> None:
     # Given a consent made with a PKCE challenge (the mobile SDK)
     customer = api.customer()
@@ -152,6 +172,18 @@ def test_invalid_code_answers_400_and_stores_nothing(api: Api, aws: AwsEnv) -> N
     # Then 400 INVALID_AUTHORIZATION_CODE, and neither table holds anything
     assert (answer.status, answer.error_code) == (400, "INVALID_AUTHORIZATION_CODE")
     assert "authorization code" in answer.body["error"]["message"]
+    assert_nothing_stored(aws)
+
+
+def test_a_malformed_code_answers_400_not_502_and_stores_nothing(api: Api, aws: AwsEnv) -> None:
+    # Given a code that is not shaped like one: LWA answers 400 invalid_request (not invalid_grant)
+    customer = api.customer()
+
+    # When the app posts it
+    answer = api.register(customer, new_serial(), "not a code!")
+
+    # Then it is the app's bad code (400 INVALID_AUTHORIZATION_CODE), not a 502, and nothing is stored
+    assert (answer.status, answer.error_code) == (400, "INVALID_AUTHORIZATION_CODE")
     assert_nothing_stored(aws)
 
 

@@ -21,6 +21,7 @@ from drs_core.errors import (
     LwaError,
     LwaInvalidClient,
     LwaInvalidGrant,
+    LwaInvalidRequest,
     LwaInvalidToken,
     LwaRetryableError,
 )
@@ -152,6 +153,20 @@ def test_reused_code_is_an_invalid_grant_and_the_first_tokens_stay_valid(
     assert (raised.value.status, raised.value.error) == (400, "invalid_grant")
     assert device.code not in str(raised.value)
     assert lwa.token_info(device.token).expires_in > 0
+
+
+@pytest.mark.parametrize("code", ["not a code!", "AN" + "x" * 300])
+def test_a_malformed_code_is_an_invalid_request_the_linking_takes_as_a_bad_code(
+    lwa: LwaClient, code: str
+) -> None:
+    # Given a code that is not even shaped like one (LWA answers 400 invalid_request, not invalid_grant)
+    # When it is exchanged
+    with pytest.raises(LwaInvalidRequest) as raised:
+        lwa.exchange_code(code, "https://localhost/callback")
+
+    # Then the error says so, as a refused code, and does not quote the code
+    assert (raised.value.status, raised.value.error) == (400, "invalid_request")
+    assert code not in str(raised.value)
 
 
 def test_expired_code_is_an_invalid_grant(sim: SimulatorControl, lwa: LwaClient) -> None:

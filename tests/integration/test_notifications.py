@@ -27,7 +27,10 @@ from drs_core.domain.order_lifecycle import CUSTOMER_CANCEL_COOLDOWN, DELIVERY_G
 from drs_core.services.notifications import settle_deliveries
 from sandbox.simulator import notifications as sim_notes
 from sandbox.simulator.records import Product
+from tests.support import logs
 from tests.support.notifications import DrsMessages, SnsSqsPath
+
+captured_logs = logs.captured_logs
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -74,11 +77,12 @@ class Backend:
         *,
         is_test: bool = False,
         claim: str | None = None,
+        model_id: str = "WaterFilterPro",
     ) -> None:
         """A device linked through our backend: device item, slots, tokens; optionally a claimed slot."""
         now = self.clock.now()
         self.store.link_device(
-            Device(serial=serial, model_id="WaterFilterPro", is_test_device=is_test, linked_at=now),
+            Device(serial=serial, model_id=model_id, is_test_device=is_test, linked_at=now),
             owner_id="amzn1.account.OWNER",
         )
         for slot_id, product in slots.items():
@@ -153,31 +157,108 @@ def test_order_placed_moves_the_claimed_slot_to_placed(backend, version):
     assert history.last_notification_time == order.placed_at
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_item_shipped_marks_shipped_and_adds_stock_on_hand(backend, version):
-    # Given a slot whose order was placed (our replenish call recorded it)
-    serial = new_serial()
-    backend.link(serial, {"Filter": FILTER}, claim="Filter")
-    drs, order = order_messages(serial)
-    order.placed_at = backend.clock.now()
+WF1_FILTER_PACK = Product("B0WFILTER01", 1, "count")  # what Amazon sells: one cartridge
+
+
+def _ship(backend, serial: str, version: str, *, model_id: str, product: Product, is_test: bool = False):
+    """A placed order of ``product`` for Filter, then its ItemShipped; the slot afterwards, and the order."""
+    drs = DrsMessages(serial=serial, model_id=model_id, is_test_device=is_test)
+    order = drs.order("amzn1.dash.v2.o.ORDER1", "Filter", product, placed_at=backend.clock.now())
     backend.store.set_slot_order(
         serial,
         "Filter",
         expected_states={OrderState.REQUESTED},
         new=SlotOrder(OrderState.PLACED, instance_id=order.instance_id),
     )
-    # When ItemShipped arrives
     backend.clock.advance(3600)
     answer = backend.send(
         drs.message(sim_notes.ITEM_SHIPPED, backend.clock.now(), version, order=order), version
     )
-    # Then the slot is SHIPPED with the delivery date, and the shipped quantity is stock on hand
     assert answer == {"batchItemFailures": []}
-    slot = backend.store.get_slot(serial, "Filter")
+    return backend.store.get_slot(serial, "Filter"), order
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_item_shipped_marks_shipped_and_adds_stock_on_hand(backend, version):
+    # Given a slot whose order was placed (our replenish call recorded it)
+    serial = new_serial()
+    backend.link(serial, {"Filter": FILTER}, claim="Filter")
+    # When ItemShipped arrives
+    slot, order = _ship(backend, serial, version, model_id="WaterFilterPro", product=FILTER)
+    # Then the slot is SHIPPED with the delivery date, and the shipped quantity is stock on hand
     assert slot.order.state is OrderState.SHIPPED
     assert slot.order.estimated_delivery_date == order.estimated_delivery_date
     assert slot.on_hand_quantity == 2
     assert backend.store.get_order(serial, order.instance_id).state is OrderState.SHIPPED
+
+
+# --- units: the model catalog, not productInfo, says how much a pack holds ---------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_item_shipped_adds_packs_times_the_catalogs_pack_size_in_the_slots_unit(backend, version):
+    # Given an AquaPure-WF1 whose Filter slot measures litres (150 L a cartridge, says the catalog)
+    serial = new_serial()
+    backend.link(serial, {"Filter": WF1_FILTER_PACK}, claim="Filter", model_id="AquaPure-WF1")
+    # When its order of "2 count" (two cartridges; v1 names no ASIN: the slot's is used) ships
+    slot, _ = _ship(
+        backend, serial, version, model_id="AquaPure-WF1", product=Product("B0WFILTER01", 2, "count")
+    )
+    # Then 300 L are on hand, not "2"
+    assert slot.order.state is OrderState.SHIPPED
+    assert slot.on_hand_quantity == 300
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_shipped_test_order_adds_no_stock(backend, version):
+    # Given a test device's placed test order (test orders do not ship; the simulator lets them)
+    serial = new_serial()
+    backend.link(serial, {"Filter": WF1_FILTER_PACK}, claim="Filter", model_id="AquaPure-WF1", is_test=True)
+    # When an ItemShipped arrives for it
+    slot, _ = _ship(backend, serial, version, model_id="AquaPure-WF1", product=WF1_FILTER_PACK, is_test=True)
+    # Then the slot follows the order, but nothing is added to stock on hand
+    assert slot.order.state is OrderState.SHIPPED
+    assert slot.on_hand_quantity == 0
+
+
+def test_an_unknown_model_or_asin_adds_no_stock_in_a_wrong_unit(backend, captured_logs):
+    # Given a device of a model the catalog does not know, and one whose ASIN it does not know
+    unknown_model, unknown_asin = new_serial(), new_serial()
+    backend.link(unknown_model, {"Filter": FILTER}, claim="Filter", model_id="NotInCatalog")
+    backend.link(unknown_asin, {"Filter": WF1_FILTER_PACK}, claim="Filter", model_id="AquaPure-WF1")
+    # When their orders ship
+    first, _ = _ship(backend, unknown_model, "2", model_id="NotInCatalog", product=FILTER)
+    second, _ = _ship(
+        backend, unknown_asin, "2", model_id="AquaPure-WF1", product=Product("B0OTHER001", 1, "count")
+    )
+    # Then both are SHIPPED, no stock is guessed at, and the misses are logged and counted
+    assert (first.order.state, first.on_hand_quantity) == (OrderState.SHIPPED, 0)
+    assert (second.order.state, second.on_hand_quantity) == (OrderState.SHIPPED, 0)
+    out = captured_logs.readouterr().out
+    assert out.count("shipped quantity unknown to the model catalog") == 2
+    assert '"CatalogMiss"' in out
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_subscription_takes_unit_and_full_quantity_from_the_catalog_not_product_info(backend, version):
+    # Given an AquaPure-WF1 linked with no product picked, and a device of a model the catalog lacks
+    serial, stranger = new_serial(), new_serial()
+    backend.link(serial, {"Filter": None}, model_id="AquaPure-WF1")
+    backend.link(stranger, {"Filter": None}, model_id="NotInCatalog")
+    # When the customers pick a pack ("1 count") for Filter on Amazon
+    for each, model_id in ((serial, "AquaPure-WF1"), (stranger, "NotInCatalog")):
+        drs = DrsMessages(serial=each, model_id=model_id)
+        message = drs.message(
+            sim_notes.SUBSCRIPTION_CHANGED,
+            backend.clock.advance(1),
+            version,
+            slots={"Filter": WF1_FILTER_PACK},
+        )
+        assert backend.send(message, version) == {"batchItemFailures": []}
+    # Then the known model's slot is 150 L full; the unknown one keeps its quantity and unit (none yet)
+    known, unknown = backend.store.get_slot(serial, "Filter"), backend.store.get_slot(stranger, "Filter")
+    assert (known.subscribed, known.original_quantity, known.unit) == (True, 150, "L")
+    assert (unknown.subscribed, unknown.original_quantity, unknown.unit) == (True, 0, None)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -27,6 +27,7 @@ from drs_core.domain.order_lifecycle import (
     OrderEvent,
     apply,
 )
+from drs_core.services import devices
 from drs_core.services.drs_calls import call_drs
 from drs_core.services.notifications import settle_deliveries
 from sandbox.simulator import SimulatorServer
@@ -184,7 +185,9 @@ def test_customer_cancel_with_duplicated_and_reordered_delivery(world):
 
 
 def test_test_order_cancel_has_no_cooldown(world):
-    # Given a test device with a test order
+    # Given a simulated DRS that does send OrderCancelled for cancelled test orders (no source says it
+    # does), and a test device with a test order
+    world.sim.configure_notifications(testCancelNotifications=True)
     serial, _ = world.link(is_test_device=True)
     world.deliver()
     instance_id = world.reorder(serial, "Filter")
@@ -197,6 +200,48 @@ def test_test_order_cancel_has_no_cooldown(world):
     slot = world.store.get_slot(serial, "Filter")
     assert (slot.order.state, slot.order.instance_id) == (OrderState.CANCELLED, instance_id)
     assert slot.order.cooldown_until is None and slot.order.cancels_since_refill == 0
+
+
+@pytest.mark.parametrize("notified", [False, True], ids=["no-notification", "notification"])
+def test_cancelling_test_orders_updates_the_slot_from_drs_answer_with_or_without_a_notification(
+    world, notified
+):
+    # Given a simulated DRS that does (or does not) send OrderCancelled for cancelled test orders, and a
+    # test device with a test order open on Filter
+    world.sim.configure_notifications(testCancelNotifications=notified)
+    serial, customer = world.link(is_test_device=True)
+    world.deliver()
+    instance_id = world.reorder(serial, "Filter")
+    world.deliver()
+    published = len(world.sim.notifications())
+    # When the app cancels the device's test orders
+    statuses = devices.cancel_test_orders(
+        serial,
+        None,
+        owner_id=customer,
+        drs=dependencies.drs_client(),
+        vault=dependencies.token_vault(),
+        repository=world.store,
+    )
+    # Then DRS's answer alone (NO_ORDER_IN_PROGRESS) moved the slot: CANCELLED, no cooldown, no count
+    assert {s.slot_id: s.order_status for s in statuses} == {
+        "Filter": "NO_ORDER_IN_PROGRESS",
+        "Cleaner": "NO_ORDER_IN_PROGRESS",
+    }
+    slot = world.store.get_slot(serial, "Filter", consistent=True)
+    assert (slot.order.state, slot.order.instance_id) == (OrderState.CANCELLED, instance_id)
+    assert slot.order.cooldown_until is None and slot.order.cancels_since_refill == 0
+    assert world.store.order_progress(serial, instance_id).state is OrderState.CANCELLED
+    # And the slot without an order is left alone
+    assert world.store.get_slot(serial, "Cleaner").order.state is OrderState.NONE
+    # And the notification, when the world sends one, arrives late and changes nothing
+    sent = [n["envelope"]["Message"] for n in world.sim.notifications()[published:]]
+    assert len(sent) == (1 if notified else 0)
+    if notified:
+        assert world.deliver() == {"batchItemFailures": []}
+    assert world.store.get_slot(serial, "Filter", consistent=True).order == slot.order
+    # And the slot may be ordered again at once (a test cancel starts no cooldown)
+    assert world.reorder(serial, "Filter") != instance_id
 
 
 def test_subscription_change_on_amazon(world):

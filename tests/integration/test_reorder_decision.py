@@ -9,6 +9,7 @@ from typing import Any
 
 from drs_core import dependencies, schema
 from drs_core.adapters.items import key_item, slot_from_item
+from drs_core.adapters.report_store import ReportStore
 from drs_core.adapters.usage_store import state_from_item
 from drs_core.clock import to_iso
 from drs_core.domain.models import DeviceStatus, OrderState, SlotOrder, SlotPolicy
@@ -291,3 +292,64 @@ def test_a_per_slot_policy_override_is_honoured(ordering: Ordering, aws: AwsEnv)
     report(ordering, other, 1)
     assert ordering.pump() == 0
     assert state_from_item(slot_item(aws, other.serial)).reorder_due is False
+
+
+# --- a refill: the used-up package is reported to DRS at once (slotStatus), not a day later ----------
+
+
+def slot_reports(ordering: Ordering, serial: str) -> list[dict[str, Any]]:
+    calls = ordering.api.sim.request("GET", "/__sim/calls")["calls"]
+    return [c for c in calls if c["operation"] == "slotStatus" and c.get("serial") == serial]
+
+
+def test_a_refill_sends_slot_status_at_once_and_only_once(ordering: Ordering, aws: AwsEnv) -> None:
+    # Given a measured standard device whose Filter has been drawn down to 1 of 30 over a day
+    device = measured(ordering, test=False)
+    ordering.clock.advance(DAY)
+    report(ordering, device, 1)
+    ordering.pump()
+    before = len(slot_reports(ordering, device.serial))
+    # When the customer loads a new package (a refill reading) and the stream is delivered
+    ordering.clock.advance(600)
+    refill = {"slotId": "Filter", "observedAt": ordering.now_iso(), "refilledQuantity": 29}
+    assert ordering.post_usage(device, [refill]).status == 202
+    records = ordering.tap.read()
+    passed = [r for r in records if fixtures.passes_filters(r)]
+    if passed:
+        ordering.invoke_reorder(passed)
+    # Then DRS got one slotStatus for Filter right away, with the slot's new contents
+    sent = slot_reports(ordering, device.serial)[before:]
+    assert [(c["slotId"], c["status"]) for c in sent] == [("Filter", 200)]
+    body = ordering.api.sim.request("GET", f"/__sim/devices/{device.serial}")["slotReports"]["Filter"]
+    assert body["remainingQuantityInUnit"] == 30 and body["totalQuantityOnHand"] == 0
+    # And the report is marked, so the refill's flag is gone and the daily visit finds the day done
+    item = slot_item(aws, device.serial)
+    assert schema.SLOT_REPORT_DUE_ATTR not in item
+    marks = ReportStore(aws.state_table).snapshot(device.serial).marks
+    assert marks.slot("Filter").day == ordering.clock.now().date().isoformat()
+    # When the same record is delivered again (at-least-once) and the next ordinary reading follows
+    ordering.invoke_reorder(passed)
+    ordering.clock.advance(600)
+    report(ordering, device, 29.5)
+    later = [r for r in ordering.tap.read() if fixtures.passes_filters(r)]
+    # Then nothing more is reported: the refill was reported once, and an ordinary reading invokes nothing
+    assert later == []
+    assert len(slot_reports(ordering, device.serial)) == before + 1
+
+
+def test_a_refill_report_drs_refuses_is_left_to_the_daily_visit(ordering: Ordering, aws: AwsEnv) -> None:
+    # Given a measured device, and DRS failing every slotStatus (500, after the client's retries)
+    device = measured(ordering, test=False)
+    ordering.clock.advance(DAY)
+    ordering.api.sim.set_fault("slotStatus", 1.0, status=500)
+    # When a refill's record reaches the reorder function
+    refill = {"slotId": "Filter", "observedAt": ordering.now_iso(), "refilledQuantity": 10}
+    assert ordering.post_usage(device, [refill]).status == 202
+    answer = ordering.invoke_reorder([r for r in ordering.tap.read() if fixtures.passes_filters(r)])
+    # Then the record is done (no stream retry holds the slot's later records up), the flag is gone,
+    # and the day is not marked: the daily visit reports the slot, consumed since its last report
+    assert answer == {"batchItemFailures": []}
+    assert schema.SLOT_REPORT_DUE_ATTR not in slot_item(aws, device.serial)
+    marks = ReportStore(aws.state_table).snapshot(device.serial).marks
+    assert marks.slot("Filter").day is None
+    assert [c["status"] for c in slot_reports(ordering, device.serial)][-1] == 500

@@ -2,7 +2,7 @@
 reorder function, and a tap on the state table's stream that applies the mapping's filter pattern.
 
 The tap reads moto's stream in order (as the event source mapping would), turns each record into the
-Lambda event record shape, and keeps only what ``schema.REORDER_FILTER_PATTERN`` lets through (moto's
+Lambda event record shape, and keeps only what ``schema.REORDER_FUNCTION_FILTER_PATTERNS`` let through (moto's
 ``EventPattern``: the same engine the sandbox pumps use), so the tests invoke the reorder function
 exactly as often as the deployed filter would.
 """
@@ -28,6 +28,7 @@ from tests.support.api_fixtures import USAGE, Api, Linked, _import_fresh, concre
 from tests.support.gateway import Answer
 
 REORDER_FILTER = EventPattern.load(json.dumps(schema.REORDER_FILTER_PATTERN))
+FUNCTION_FILTERS = [EventPattern.load(json.dumps(p)) for p in schema.REORDER_FUNCTION_FILTER_PATTERNS]
 PLACING = {"STANDARD_ORDER_PLACED", "TEST_ORDER_PLACED"}
 
 
@@ -76,8 +77,13 @@ class StreamTap:
         return records
 
     def due(self) -> list[dict[str, Any]]:
-        """The records since the last read that the reorder function's filter lets through."""
-        return [record for record in self.read() if REORDER_FILTER.matches_event(record)]
+        """The records since the last read that the reorder function's filters let through."""
+        return [record for record in self.read() if passes_filters(record)]
+
+
+def passes_filters(record: dict[str, Any]) -> bool:
+    """Whether the reorder function's event-source filters let a stream record through (any one)."""
+    return any(pattern.matches_event(record) for pattern in FUNCTION_FILTERS)
 
 
 @dataclass

@@ -185,3 +185,17 @@ def test_bodies_that_are_not_notifications_are_malformed(body):
 def test_schema_version_of_the_attribute():
     # Given the attribute values DRS may send, Then absent means v1 and "2.0" means v2
     assert (schema_version(None), schema_version("2.0"), schema_version("2")) == ("1", "2", "2")
+
+
+@pytest.mark.parametrize("value", [2.0, 2, "2.0"])
+def test_a_numeric_version_attribute_is_read_like_the_string(value):
+    # Given an SNS envelope whose version attribute is a JSON number, as in DRS's own sample
+    # ("Type": "Number", "Value": 2.0), and the raw-delivery form of the same
+    envelope = sim_notes.sns_envelope(
+        order_message(sim_notes.ORDER_PLACED, "2"), topic_arn="t", version="2", at=AT
+    )
+    envelope["MessageAttributes"]["version"] = {"Type": "Number", "Value": value}
+    raw = json.dumps(order_message(sim_notes.ORDER_PLACED, "2"))
+    # When decoded, Then both parse as v2 messages
+    assert decode_record(json.dumps(envelope)).schema_version == "2"
+    assert decode_record(raw, {"version": {"stringValue": value, "dataType": "Number"}}).schema_version == "2"

@@ -130,11 +130,28 @@ def test_slot_figures_count_stock_on_hand_and_never_go_negative():
     )
     # When its report figures are built
     figures = slot_figures(slot, now=NOW)
-    # Then remaining is clamped at 0, total on hand adds the shipped stock, and last use is the use
+    # Then remaining is clamped at 0, total on hand is the shipped stock, and last use is the use
     assert figures.remaining_quantity == 0
     assert figures.total_quantity_on_hand == 10
     assert figures.original_quantity == 10
     assert figures.last_use_date == NOW - timedelta(hours=1)
+
+
+def test_total_on_hand_is_the_stock_not_yet_loaded_as_in_amazons_sample():
+    # Given Amazon's own slotStatus sample: 1 left in the slot of 2, and 20 on hand besides
+    slot = Slot(
+        "SN1",
+        "Filter",
+        original_quantity=2,
+        remaining_quantity=1,
+        on_hand_quantity=20,
+        last_reading_at=NOW - timedelta(minutes=5),
+    )
+    # When its report figures are built
+    figures = slot_figures(slot, now=NOW)
+    # Then totalQuantityOnHand is the 20 not yet loaded into the device, not remaining + on hand
+    assert (figures.remaining_quantity, figures.original_quantity) == (1, 2)
+    assert figures.total_quantity_on_hand == 20
 
 
 def test_a_slot_never_used_reports_its_last_reading_as_last_use():

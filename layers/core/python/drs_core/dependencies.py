@@ -15,6 +15,7 @@ from drs_core.settings import Settings, SettingsError, settings
 if TYPE_CHECKING:
     from drs_core.adapters.drs_client import DrsClient
     from drs_core.adapters.lwa_client import LwaClient
+    from drs_core.adapters.report_store import ReportStore
     from drs_core.adapters.state_repository import StateRepository
     from drs_core.adapters.token_vault import TokenVault
     from drs_core.adapters.usage_store import UsageStore
@@ -42,6 +43,14 @@ def usage_store() -> UsageStore:
     from drs_core.adapters.usage_store import UsageStore
 
     return UsageStore(_require(settings().state_table, "STATE_TABLE"))
+
+
+@cache
+def report_store() -> ReportStore:
+    """The per-device report marks (the reorder function's prompt refill reports mark them too)."""
+    from drs_core.adapters.report_store import ReportStore
+
+    return ReportStore(_require(settings().state_table, "STATE_TABLE"))
 
 
 @cache

@@ -8,13 +8,24 @@ from __future__ import annotations
 
 
 class DrsError(Exception):
-    """A DRS call failed."""
+    """A DRS call failed. ``error_type`` is DRS's ``x-amzn-ErrorType`` (its name part, e.g.
+    ``InvalidTokenException``) and ``request_id`` its ``x-amzn-RequestId``, when DRS sent them."""
 
-    def __init__(self, message: str, *, status: int | None = None, operation: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        operation: str = "",
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.operation = operation
+        self.error_type = error_type
+        self.request_id = request_id
 
 
 class DrsBadRequest(DrsError):
@@ -22,7 +33,7 @@ class DrsBadRequest(DrsError):
 
 
 class DrsTokenRejected(DrsBadRequest):
-    """DRS answered 400 because the access token is bad, expired or revoked."""
+    """DRS answered 400 ``InvalidTokenException``: the access token is bad, expired or revoked."""
 
 
 class DrsNotFound(DrsError):
@@ -45,6 +56,11 @@ class LwaError(Exception):
 
 class LwaInvalidGrant(LwaError):
     """The code is expired/reused, or the refresh token was revoked (customer must re-link)."""
+
+
+class LwaInvalidRequest(LwaError):
+    """LWA could not read the request (400 ``invalid_request``): on a code exchange, a missing or
+    malformed authorisation code, which is the app's input."""
 
 
 class LwaInvalidClient(LwaError):

@@ -53,6 +53,23 @@ REORDER_FILTER_PATTERN: dict[str, Any] = {
     },
 }
 
+# Slot attribute the usage path sets when a refill shows a package was used up: DRS wants a slotStatus
+# "when the contents of a slot are consumed", so the reorder function (its second filter) reports the
+# slot at once and removes the flag. Refills are rare (one per package), so this costs nothing per reading.
+SLOT_REPORT_DUE_ATTR = "slotReportDue"
+SLOT_REPORT_FILTER_PATTERN: dict[str, Any] = {
+    "eventName": ["INSERT", "MODIFY"],
+    "dynamodb": {
+        "Keys": {STATE_SK: {"S": [{"prefix": SLOT_PREFIX}]}},
+        "NewImage": {SLOT_REPORT_DUE_ATTR: {"BOOL": [True]}},
+    },
+}
+# Every filter of the reorder function's event source (Lambda passes a record matching any one).
+REORDER_FUNCTION_FILTER_PATTERNS: tuple[dict[str, Any], ...] = (
+    REORDER_FILTER_PATTERN,
+    SLOT_REPORT_FILTER_PATTERN,
+)
+
 # --- Tokens table (one item per device; ciphertext only) ---
 TOKENS_PK = "serial"
 # TTL attribute of the table: only a half-done linking's held tokens carry it (token_vault.py).

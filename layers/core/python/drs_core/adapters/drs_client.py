@@ -49,6 +49,10 @@ DETAIL_TEST_ORDER_PLACED = "TEST_ORDER_PLACED"
 DETAIL_ORDER_INPROGRESS = "ORDER_INPROGRESS"
 
 _TYPE_PREFIX = "com.amazon.dash.replenishment."
+# DRS's error headers (docs/drs.md §2): the error's type, and the request id Amazon support asks for.
+ERROR_TYPE_HEADER = "x-amzn-ErrorType"
+REQUEST_ID_HEADER = "x-amzn-RequestId"
+INVALID_TOKEN_ERROR = "InvalidTokenException"  # noqa: S105 (an error name, not a password)
 
 
 @dataclass(frozen=True)
@@ -286,7 +290,24 @@ class DrsClient:
             _count_call(call.operation, status, elapsed_ms)
         if 200 <= response.status_code < 300:
             return _json_object(response)
-        raise _error_for(call.operation, response.status_code, _error_message(response, access_token))
+        error = _error_for(
+            call.operation,
+            response.status_code,
+            _error_message(response, access_token),
+            error_type=_error_type(response),
+            request_id=response.headers.get(REQUEST_ID_HEADER),
+        )
+        # DRS support asks for the request id: every DRS error is logged with it (never the token).
+        logger.warning(
+            "DRS error",
+            extra={
+                "operation": call.operation,
+                "status": error.status,
+                "errorType": error.error_type,
+                "requestId": error.request_id,
+            },
+        )
+        raise error
 
 
 def _count_call(operation: str, status: int | None, elapsed_ms: float) -> None:
@@ -347,22 +368,35 @@ def _error_message(response: requests.Response, access_token: str) -> str:
     return message.replace(access_token, "***") if access_token else message
 
 
-def _error_for(operation: str, status: int, message: str) -> DrsError:
+def _error_type(response: requests.Response) -> str | None:
+    """The name part of ``x-amzn-ErrorType`` (``<Name>:<namespace URI>`` → ``<Name>``)."""
+    value = response.headers.get(ERROR_TYPE_HEADER, "").split(":", 1)[0].strip()
+    return value or None
+
+
+def _error_for(
+    operation: str,
+    status: int,
+    message: str,
+    *,
+    error_type: str | None = None,
+    request_id: str | None = None,
+) -> DrsError:
     """Map a non-2xx final answer to the typed error.
 
-    DRS answers 400 both for bad data and for a bad, expired or revoked token, and documents no error
-    body. We tell them apart by the word "token" (any case) in the body's ``message``: the simulator
-    guarantees its other 400s never mention a token, and a token problem is what the caller must act on
-    (refresh, or ask the customer to link again). A misclassified real DRS 400 would only cost one
-    needless refresh.
+    DRS answers 400 both for bad data and for a bad, expired or revoked token; its ``x-amzn-ErrorType``
+    header tells them apart (``InvalidTokenException``), and nothing else does: the message text is for
+    people. A 400 without that type is a bad request, never retried and never a reason to refresh.
     """
-    text = f"{operation}: HTTP {status}" + (f": {message}" if message else "")
+    text = f"{operation}: HTTP {status}" + (f" {error_type}" if error_type else "")
+    text += f": {message}" if message else ""
     if status == 400:
-        cls: type[DrsError] = DrsTokenRejected if "token" in message.lower() else DrsBadRequest
+        token = error_type == INVALID_TOKEN_ERROR
+        cls: type[DrsError] = DrsTokenRejected if token else DrsBadRequest
     elif status == 404:
         cls = DrsNotFound
     elif status in RETRY_STATUSES or status >= 500:
         cls = DrsRetryableError
     else:
         cls = DrsError
-    return cls(text, status=status, operation=operation)
+    return cls(text, status=status, operation=operation, error_type=error_type, request_id=request_id)

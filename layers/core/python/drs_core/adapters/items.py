@@ -70,6 +70,8 @@ class Attr:
     SNAPSHOT_AT = "snapshotAt"
     REFILLED_SINCE_SNAPSHOT = "refilledSinceSnapshot"
     REORDER_HELD_UNTIL = "reorderHeldUntil"
+    # Set by a refill, removed once the prompt slotStatus went out (services/slot_reports.py).
+    SLOT_REPORT_DUE = schema.SLOT_REPORT_DUE_ATTR
 
     SLOT_ID = "slotId"
     IS_TEST_ORDER = "isTest"

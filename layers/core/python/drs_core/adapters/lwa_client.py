@@ -19,6 +19,7 @@ from drs_core.errors import (
     LwaError,
     LwaInvalidClient,
     LwaInvalidGrant,
+    LwaInvalidRequest,
     LwaInvalidToken,
     LwaRetryableError,
 )
@@ -235,6 +236,8 @@ def _error_for(operation: str, status: int, body: dict[str, Any]) -> LwaError:
         cls: type[LwaError] = LwaInvalidClient
     elif status == 400 and error == "invalid_grant":
         cls = LwaInvalidGrant
+    elif status == 400 and error == "invalid_request":
+        cls = LwaInvalidRequest
     elif status == 400 and error == "invalid_token":
         cls = LwaInvalidToken
     elif status in RETRY_STATUSES or status >= 500:

@@ -212,12 +212,15 @@ class NotificationStore(StateRepository):
         product_known: bool,
         at: datetime,
         default_policy: SlotPolicy | None = None,
+        full_quantity: float | None = None,
+        unit: str | None = None,
     ) -> Slot | None:
         """Record a slot's subscription as of ``at`` unless a newer one was recorded; None if stale.
 
         ``product_known`` False (v1 messages, or a slot the message left out) leaves the stored product
-        alone; otherwise ``product`` None clears it. A new slot starts like ``upsert_subscription``'s:
-        zeroed counters, no order, the default policy.
+        alone; otherwise ``product`` None clears it. ``full_quantity`` and ``unit`` (the model catalog's)
+        set the slot's full quantity and unit; None leaves them as they are. A new slot starts like
+        ``upsert_subscription``'s: zeroed counters, no order, the default policy.
         """
         update = UpdateBuilder()
         update.set(Attr.SUBSCRIBED, {"BOOL": subscribed})
@@ -225,11 +228,16 @@ class NotificationStore(StateRepository):
         original_set = False
         if product_known:
             update.set(Attr.ASIN, opt_str_av(product.asin) if product else None)
-            if product is not None and product.quantity is not None:
+            if product is not None and product.quantity is not None and full_quantity is None:
                 update.set(Attr.ORIGINAL_QTY, num_av(product.quantity))
                 original_set = True
-            if product is not None and product.unit:
+            if product is not None and product.unit and unit is None:
                 update.set(Attr.UNIT, str_av(product.unit))
+        if full_quantity is not None:
+            update.set(Attr.ORIGINAL_QTY, num_av(full_quantity))
+            original_set = True
+        if unit is not None:
+            update.set(Attr.UNIT, str_av(unit))
         if not original_set:
             update.set_if_absent(Attr.ORIGINAL_QTY, num_av(0))
         update.set_if_absent(Attr.REMAINING_QTY, num_av(0))
@@ -321,6 +329,28 @@ def mark_order_delivered(
     update.set(Attr.DELIVERED_AT, time_av(at))
     update.set_if_absent(Attr.SLOT_ID, str_av(slot_id))
     condition = f"attribute_not_exists({update.name(Attr.DELIVERED_AT)})"
+    return not isinstance(
+        gateway.conditional_update(schema.order_key(serial, instance_id), update, condition), Refused
+    )
+
+
+def mark_order_cancelled(gateway: TableGateway, serial: str, slot_id: str, instance_id: str) -> bool:
+    """Record in the order's history that it was cancelled (cancel-test-order answered
+    ``NO_ORDER_IN_PROGRESS``); False if it was already cancelled or closed as delivered.
+
+    No ``lastNotificationTime`` is written: this is not a notification, and an ``OrderCancelled`` that
+    may still come finds the order cancelled and moves nothing.
+    """
+    update = UpdateBuilder()
+    update.set(Attr.ORDER_STATE, str_av(OrderState.CANCELLED.value))
+    update.set_if_absent(Attr.SLOT_ID, str_av(slot_id))
+    update.set_if_absent(Attr.IS_TEST_ORDER, {"BOOL": True})
+    state = update.name(Attr.ORDER_STATE)
+    cancelled = update.value(str_av(OrderState.CANCELLED.value))
+    condition = (
+        f"attribute_not_exists({update.name(Attr.DELIVERED_AT)})"
+        f" AND (attribute_not_exists({state}) OR {state} <> {cancelled})"
+    )
     return not isinstance(
         gateway.conditional_update(schema.order_key(serial, instance_id), update, condition), Refused
     )

@@ -174,6 +174,16 @@ class ReportStore(TableGateway):
         result = self.conditional_update(schema.report_key(serial), update, condition)
         return not isinstance(result, Refused)
 
+    def mark_slot_outside_lease(
+        self, serial: str, slot_id: str, *, day: str, use_at: datetime | None, at: datetime
+    ) -> bool:
+        """``mark_slot`` for a report sent without the device's lease (a refill's prompt one): the
+        report item may not exist yet, so its marks map is created first. False if already recorded."""
+        update = _ReportUpdate()
+        update.set_if_absent(SLOT_REPORTS, {"M": {}})
+        self.update(schema.report_key(serial), update)
+        return self.mark_slot(serial, slot_id, day=day, use_at=use_at, at=at)
+
 
 def _marks_from_item(item: Item) -> ReportMarks:
     slots: dict[str, SlotReportMark] = {}

@@ -105,6 +105,7 @@ def state_from_item(item: Item) -> usage.UsageState:
         order=slot.order,
         order_requested_at=get_time(item, Attr.ORDER_REQUESTED_AT),
         reorder_due=get_bool(item, Attr.REORDER_DUE, False),
+        slot_report_due=get_bool(item, Attr.SLOT_REPORT_DUE, False),
         reorder_held_until=get_time(item, Attr.REORDER_HELD_UNTIL),
     )
 
@@ -128,6 +129,8 @@ def usage_attributes(state: usage.UsageState) -> dict[str, AttributeValue | None
         Attr.SNAPSHOT_AT: time_av(state.snapshot_at),
         Attr.REFILLED_SINCE_SNAPSHOT: decimal_av(state.refilled_since_snapshot),
         Attr.REORDER_DUE: {"BOOL": state.reorder_due},
+        # Present only while due, so the stream filter and a sparse item agree.
+        Attr.SLOT_REPORT_DUE: {"BOOL": True} if state.slot_report_due else None,
         Attr.REORDER_HELD_UNTIL: time_av(state.reorder_held_until),
     }
 
@@ -303,6 +306,19 @@ class UsageStore(TableGateway):
             self.conditional_update(schema.slot_key(serial, slot_id), update, condition), Refused
         )
 
+    def clear_slot_report_due(self, serial: str, slot_id: str) -> bool:
+        """Remove the refill's prompt-report flag; False if it was not there (reported already).
+
+        The version stays: the flag is nothing the reorder fields depend on, and an exact write racing
+        this one writes only what its reading changed (a new refill sets the flag again, rightly).
+        """
+        update = UpdateBuilder()
+        update.remove(Attr.SLOT_REPORT_DUE)
+        condition = f"attribute_exists({update.name(Attr.SLOT_REPORT_DUE)})"
+        return not isinstance(
+            self.conditional_update(schema.slot_key(serial, slot_id), update, condition), Refused
+        )
+
     def hold(self, serial: str, slot_id: str, until: datetime) -> bool:
         """Keep the slot from being proposed for an order before ``until`` (and clear its due flag)."""
         update = UpdateBuilder()
@@ -437,6 +453,7 @@ def fast_write(reading: Reading, now: datetime) -> tuple[_Update, str]:
             update.set(Attr.CANCELS, num_av(0))
             update.set_expression(Attr.LAST_ABSOLUTE, t)
             update.add(Attr.REFILLED_SINCE_SNAPSHOT, decimal_av(amount))
+            update.set(Attr.SLOT_REPORT_DUE, {"BOOL": True})
             exact.append(f"{n(Attr.ON_HAND_QTY)} = {update.value(num_av(0))}")
             exact.append(f"NOT {order_state} = {update.value(str_av(OrderState.SHIPPED.value))}")
             not_crossing = f"{headroom} > {update.value(decimal_av(-amount))}"

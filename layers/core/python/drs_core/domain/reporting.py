@@ -111,14 +111,16 @@ def expected_replenishment_date(slot: Slot, now: datetime) -> datetime:
 
 
 def slot_figures(slot: Slot, *, now: datetime) -> SlotFigures:
-    """The ``slotStatus`` figures of a slot. Total on hand counts the slot's contents plus the stock
-    shipped but not loaded yet; the last use falls back to the last reading for a slot never drawn on."""
+    """The ``slotStatus`` figures of a slot. Total on hand is DRS's "stock on hand not yet loaded into
+    the device" (Amazon's sample: remaining 1, original 2, on hand 20): the stock shipped and not loaded
+    yet, never the slot's contents. The last use falls back to the last reading for a slot never drawn
+    on."""
     remaining = max(slot.remaining_quantity, 0.0)
     last_use = slot.last_use_at or slot.last_reading_at or now
     return SlotFigures(
         expected_replenishment_date=expected_replenishment_date(slot, now),
         remaining_quantity=remaining,
         original_quantity=max(slot.original_quantity, 0.0),
-        total_quantity_on_hand=remaining + max(slot.on_hand_quantity, 0.0),
+        total_quantity_on_hand=max(slot.on_hand_quantity, 0.0),
         last_use_date=min(last_use, now),
     )

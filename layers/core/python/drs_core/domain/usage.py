@@ -92,6 +92,8 @@ class UsageState:
     order: SlotOrder = field(default_factory=SlotOrder)
     order_requested_at: datetime | None = None
     reorder_due: bool = False
+    # A refill showed a package was used up: DRS gets a slotStatus at once (schema.SLOT_REPORT_DUE_ATTR).
+    slot_report_due: bool = False
     reorder_held_until: datetime | None = None
 
     @property
@@ -278,7 +280,8 @@ def apply_reading(state: UsageState, reading: Reading, now: datetime) -> Applied
       level's time guards against older readings arriving late;
     - consumed: subtracts, never below zero; the last use becomes the reading's time;
     - refilled: adds, takes the loaded stock off what was on hand, delivers a shipped order and resets
-      the cancel count (``order_lifecycle.on_refill``); older levels are stale from then on;
+      the cancel count (``order_lifecycle.on_refill``); older levels are stale from then on; the slot
+      is flagged for a prompt ``slotStatus`` (a package was used up);
     - ``originalQuantity``: the slot's full quantity from now on.
     """
     if is_stale(state, reading):
@@ -288,6 +291,7 @@ def apply_reading(state: UsageState, reading: Reading, now: datetime) -> Applied
     amount = quantity(reading.quantity)
     remaining, on_hand, refilled = base.remaining, base.on_hand, base.refilled_since_snapshot
     last_use, last_absolute, order = base.last_use_at, base.last_absolute_at, base.order
+    slot_report_due = base.slot_report_due
     with localcontext(DYNAMODB_DECIMALS):
         match reading.kind:
             case ReadingKind.REMAINING:
@@ -304,6 +308,8 @@ def apply_reading(state: UsageState, reading: Reading, now: datetime) -> Applied
                 order = on_refill(order, reading.observed_at)
                 # A level observed before the refill describes the slot before it: stale from now on.
                 last_absolute = reading.observed_at
+                # The package it replaces was used up: DRS wants a slotStatus now, not at the daily visit.
+                slot_report_due = True
     original = base.original if reading.original_quantity is None else quantity(reading.original_quantity)
     changed = replace(
         base,
@@ -317,6 +323,7 @@ def apply_reading(state: UsageState, reading: Reading, now: datetime) -> Applied
         last_absolute_at=last_absolute,
         last_reading_at=now,
         order=order,
+        slot_report_due=slot_report_due,
     )
     keeps_basis = (
         state.reorder_fields_valid and not rolled and original == state.original and on_hand == state.on_hand

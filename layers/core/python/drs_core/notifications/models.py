@@ -288,11 +288,19 @@ def parse_message(message: str | Mapping[str, Any], schema_version: str = "1") -
 # --- the SNS envelope ------------------------------------------------------------------------------
 
 
+def _attribute_text(value: object) -> object:
+    """A message attribute's value as text: numbers (not booleans) become their decimal string."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 class SnsMessageAttribute(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     type: str = Field(default="String", alias="Type")
-    value: str | None = Field(default=None, alias="Value")
+    # DRS's own sample sends the version as a JSON number ("Type": "Number", "Value": 2.0).
+    value: Annotated[str | None, BeforeValidator(_attribute_text)] = Field(default=None, alias="Value")
 
 
 class SnsEnvelope(BaseModel):
@@ -308,11 +316,12 @@ class SnsEnvelope(BaseModel):
     message_attributes: dict[str, SnsMessageAttribute] | None = Field(default=None, alias="MessageAttributes")
 
 
-def schema_version(attribute: str | None) -> str:
-    """``"2"`` for the ``version`` attribute ``"2.0"``, ``"1"`` when there is none (v1 messages)."""
-    if not attribute:
+def schema_version(attribute: str | float | None) -> str:
+    """``"2"`` for the ``version`` attribute ``"2.0"`` (or the number 2.0), ``"1"`` when there is none
+    (v1 messages)."""
+    if attribute is None or attribute == "":
         return "1"
-    return attribute.strip().split(".", 1)[0] or "1"
+    return str(_attribute_text(attribute)).strip().split(".", 1)[0] or "1"
 
 
 def decode_record(body: str, sqs_message_attributes: Mapping[str, Any] | None = None) -> Notification:

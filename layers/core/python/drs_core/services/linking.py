@@ -18,6 +18,7 @@ from drs_core.adapters.drs_client import DrsClient
 from drs_core.adapters.lwa_client import LwaClient
 from drs_core.adapters.state_repository import StateRepository
 from drs_core.adapters.token_vault import TokenGrantLike, TokenVault
+from drs_core.catalog import slot_spec
 from drs_core.clock import default_clock
 from drs_core.domain.credentials import credential_digest, new_device_credential
 from drs_core.domain.models import Device, DeviceStatus, Slot
@@ -26,6 +27,7 @@ from drs_core.errors import (
     InvalidAuthorizationCode,
     InvalidExitUri,
     LwaInvalidGrant,
+    LwaInvalidRequest,
     ReauthRequired,
     TokensMissing,
 )
@@ -99,13 +101,15 @@ def link_device(
     vault.release_pending_link(serial)
     for slot_id, state in sorted(subscription.slots.items()):
         product = state.products[0] if state.products else None
+        # The slot's unit and full quantity are the model catalog's; productInfo describes a pack.
+        spec = slot_spec(request.model_id, slot_id)
         repository.upsert_subscription(
             serial,
             slot_id,
             subscribed=state.subscribed,
             asin=product.asin if product else None,
-            quantity=float(product.quantity) if product else None,
-            unit=product.unit if product else None,
+            quantity=spec.full_quantity if spec else None,
+            unit=spec.unit if spec else None,
         )
     found = repository.get_device_with_slots(serial, consistent=True)
     slots = found[1] if found else []
@@ -134,7 +138,9 @@ def _exchanged_or_held_grant(
         return held
     try:
         grant = lwa.exchange_code(request.authorization_code, request.redirect_uri, request.code_verifier)
-    except LwaInvalidGrant as refused:
+    except (LwaInvalidGrant, LwaInvalidRequest) as refused:
+        # invalid_grant: expired, used or unknown code; invalid_request: a malformed one. Both are the
+        # app's input, so a 400, never a gateway fault.
         metrics.add_metric(name="LinkCodeRejected", unit="Count", value=1)
         raise InvalidAuthorizationCode("Login with Amazon rejected the authorization code") from refused
     vault.hold_pending_link(request.serial, grant, owner_id=owner_id, code=request.authorization_code)

@@ -48,6 +48,7 @@ from drs_core.adapters.notification_store import (
     mark_order_delivered,
 )
 from drs_core.adapters.state_repository import StateRepository
+from drs_core.catalog import CATALOG_MISS_METRIC, model_catalog, packs_of, slot_spec
 from drs_core.clock import default_clock
 from drs_core.domain.models import OrderState, Slot, SlotOrder
 from drs_core.domain.order_lifecycle import RANK, Change, OrderEvent, apply, delivery_overdue
@@ -59,6 +60,7 @@ from drs_core.notifications.models import (
     Notification,
     NotificationType,
     OrderCancelled,
+    OrderInfo,
     OrderNotification,
     OrderPlaced,
     SubscriptionChanged,
@@ -165,7 +167,12 @@ def _on_order(notification: Notification, store: NotificationStore, _tokens: Tok
         # Test orders on a test device are cancelled by our own test flows: no customer cooldown.
         customer_cancel=not is_test,
     )
-    moved = _move_slot(store, serial, info.slot_id, change, info.quantity or 0.0)
+    model_id = notification.model_id or (device.model_id if device is not None else None)
+
+    def shipped_stock(slot: Slot) -> float:
+        return _shipped_stock(model_id, slot, info, is_test=bool(is_test))
+
+    moved = _move_slot(store, serial, info.slot_id, change, shipped_stock)
     if moved is _MISSING:
         return _unknown(notification, "no such slot")
     store.record_order(replace(facts, is_test=is_test))
@@ -186,10 +193,31 @@ def _is_stale(progress: OrderProgress | None, target: OrderState, at: datetime) 
 _MISSING = object()
 
 
+def _shipped_stock(model_id: str | None, slot: Slot, info: OrderInfo, *, is_test: bool) -> float:
+    """What an ItemShipped adds to the slot's stock on hand, in the slot's unit (``drs_core.catalog``):
+    packs times the ASIN's pack quantity; nothing for a test order (they do not ship), and nothing, with a
+    warning and ``CatalogMiss``, when the catalog does not know the model, slot or ASIN."""
+    if is_test:
+        return 0.0
+    asin = info.asin or slot.asin  # v1 messages name no ASIN: the slot's product is the one ordered
+    packs = packs_of(info.quantity, info.unit)
+    quantity = model_catalog().shipped_quantity(model_id, slot.slot_id, asin, packs)
+    if quantity is None:
+        logger.warning(
+            "shipped quantity unknown to the model catalog: no stock added",
+            extra={"modelId": model_id, "slotId": slot.slot_id, "asin": asin},
+        )
+        metrics.add_metric(name=CATALOG_MISS_METRIC, unit=MetricUnit.Count, value=1)
+        return 0.0
+    return quantity
+
+
 def _move_slot(
-    store: NotificationStore, serial: str, slot_id: str, change: Change, quantity: float
+    store: NotificationStore, serial: str, slot_id: str, change: Change, stock: Callable[[Slot], float]
 ) -> object:
-    """The slot after ``change``; None when the change does not apply; ``_MISSING`` without a slot."""
+    """The slot after ``change``; None when the change does not apply; ``_MISSING`` without a slot.
+
+    ``stock(slot)`` is what shipping adds to the slot's stock on hand (asked only when it ships)."""
     for _ in range(MAX_SLOT_ATTEMPTS):
         found = store.slot_with_claim_time(serial, slot_id)
         if found is None:
@@ -214,7 +242,7 @@ def _move_slot(
         if new == current:
             return None
         if change.event is OrderEvent.SHIP and current.state is not OrderState.SHIPPED:
-            written = store.ship_slot(serial, slot_id, current=current, new=new, quantity=quantity)
+            written = store.ship_slot(serial, slot_id, current=current, new=new, quantity=stock(slot))
         else:
             written = store.set_slot_order(serial, slot_id, expected_states={current.state}, new=new)
         if written is not None:
@@ -234,10 +262,16 @@ def _on_subscription(
     assert isinstance(notification, SubscriptionChanged)
     serial, at = notification.serial, notification.notification_time
     statuses = notification.subscription_info.slots_subscription_status
+    model_id = notification.model_id
+    if model_id is None:
+        device = store.get_device(serial, consistent=True)
+        model_id = device.model_id if device is not None else None
     changed = 0
     for slot_id, status in statuses.items():
         product = status.product
-        choice = ProductChoice(product.asin, product.quantity, product.unit) if product else None
+        # productInfo describes a pack, not the slot: its quantity and unit never become the slot's.
+        choice = ProductChoice(product.asin, None, None) if product else None
+        spec = slot_spec(model_id, slot_id)
         slot = store.apply_subscription(
             serial,
             slot_id,
@@ -245,6 +279,8 @@ def _on_subscription(
             product=choice,
             product_known=status.product_info_list is not None,
             at=at,
+            full_quantity=spec.full_quantity if spec else None,
+            unit=spec.unit if spec else None,
         )
         changed += slot is not None
     return Outcome.APPLIED if changed else Outcome.STALE
