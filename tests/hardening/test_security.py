@@ -32,7 +32,7 @@ from sandbox.scenario import LinkedDevice, SandboxClient, remaining
 from sandbox.simulator.state import DEFAULT_CLIENT_SECRET
 from sandbox.system import EmbeddedSystem
 from sandbox.template import friendly_name, synthesized_template
-from tests.hardening.conftest import FUNCTION_ANSWER_HEADER, MODEL_ID, SLOTS
+from tests.hardening.conftest import FUNCTION_ANSWER_HEADER, MODEL_ID, SLOTS, table_snapshot
 
 ACCOUNT = "123456789012"
 DRS_ACCOUNT = "476877469412"
@@ -179,6 +179,61 @@ def test_another_users_registration_attempt_leaves_the_owner_linked(
     assert status == 409
     assert client.get_device(device)["status"] == "LINKED"
     client.post_usage(device, [remaining("Filter", 70.0, system.clock.now())])
+
+
+# ------------------------------------------------------------------------------ 1b. revocation
+
+# How a device's link ends; after each, the credential of the ended link must be refused at once.
+LINK_ENDINGS = ("unlinked", "relinked_by_the_same_customer", "relinked_by_another_customer", "deregistered")
+
+
+def _end_link(
+    ending: str, device: LinkedDevice, client: SandboxClient, system: EmbeddedSystem
+) -> LinkedDevice | None:
+    """End ``device``'s link the way ``ending`` says; the device as newly linked, if it was."""
+    serial = device.serial
+    if ending == "unlinked":
+        client.unlink(device)
+        return None
+    if ending == "relinked_by_the_same_customer":
+        return client.link_device(device.customer, MODEL_ID, serial, SLOTS, is_test=True)
+    if ending == "relinked_by_another_customer":
+        client.unlink(device)
+        newcomer = client.create_customer(f"next owner of {serial}")
+        return client.link_device(newcomer, MODEL_ID, serial, SLOTS, is_test=True)
+    system.advance(60)  # a minute after linking: well inside the authorizer cache's 300 s
+    system.control.deregister_device(serial)  # type: ignore[union-attr]
+    system.drain()  # DeviceDeregisteredNotification through SNS, SQS and the notifications function
+    return None
+
+
+@pytest.mark.parametrize("ending", LINK_ENDINGS)
+def test_a_credential_of_an_ended_link_is_refused_at_once_despite_the_authorizer_cache(
+    system: EmbeddedSystem, client: SandboxClient, ending: str
+) -> None:
+    # Given a linked device that reported, so the gateway caches its authorizer's "allow"
+    owner = client.create_customer(f"revocation {ending}")
+    device = client.link_device(
+        owner, MODEL_ID, f"REVOKE{LINK_ENDINGS.index(ending):03d}", SLOTS, is_test=True
+    )
+    client.post_usage(device, [remaining("Filter", 80.0, system.clock.now())])
+
+    # When its link ends, and the device reports again with its old credential at once
+    successor = _end_link(ending, device, client, system)
+    stored = table_snapshot(system)
+    authorizer_runs = sum(system.gateway.authorizer_invocations.values())  # type: ignore[union-attr]
+    status, answer = client.post_usage(
+        device, [remaining("Filter", 5.0, system.clock.now())], expect=(202, 403)
+    )
+
+    # Then the gateway let it through on its cached answer (no authorizer run), and the usage write
+    # refused it: 403, nothing stored
+    assert sum(system.gateway.authorizer_invocations.values()) == authorizer_runs  # type: ignore[union-attr]
+    assert (status, (answer or {}).get("error", {}).get("code")) == (403, "CREDENTIAL_REVOKED")
+    assert table_snapshot(system) == stored
+    # And the new link's credential works
+    if successor is not None:
+        client.post_usage(successor, [remaining("Filter", 70.0, system.clock.now())])
 
 
 # ------------------------------------------------------------------------------ 2. the log scan

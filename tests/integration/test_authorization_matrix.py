@@ -160,7 +160,8 @@ def test_device_route_authorization(api: Api) -> None:
         "other_device": False,
         "right": True,
     }
-    assert decisions["right"]["context"] == {"serial": device.serial}
+    assert set(decisions["right"]["context"]) == {"serial", "linkId"}
+    assert decisions["right"]["context"]["serial"] == device.serial
     # And A's credential on B's path is refused: the credential is bound to its serial
     assert (
         api.device_authorizer(other.serial, f"Device {device.device_token}", USAGE)["isAuthorized"] is False

@@ -129,6 +129,16 @@ class UnknownSlot(DomainError):
     code, status = "UNKNOWN_SLOT", 400
 
 
+class CredentialRevoked(DomainError):
+    """The device credential belongs to a link that has ended (unlinked, re-linked or deregistered).
+
+    403 like API Gateway's own denial once its cached authorizer answer expires: a device sees the same
+    status either way.
+    """
+
+    code, status = "CREDENTIAL_REVOKED", 403
+
+
 class InvalidReading(DomainError):
     """A usage reading that is well-formed but unacceptable (e.g. observed too far in the future)."""
 

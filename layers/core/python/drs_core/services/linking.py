@@ -5,6 +5,13 @@ Link (docs/architecture.md §1.1): refuse early if another customer holds the se
 record the owner and a fresh device credential in one conditional write, store the tokens (KMS) and
 the slots. Nothing is written before the code exchange and the subscription read have succeeded, so a
 refused code leaves no trace. The credential is returned once; only its digest is stored.
+
+Revocation at once: every link has a fresh link id, on the device item and on every slot item (stamped
+in the same transaction as the link; unlinking and Amazon's deregistration remove it from all of them
+in one transaction). The device authorizer hands the link id of the credential it checked to the usage
+function, whose one conditional write per reading requires the slot's to match. API Gateway may keep
+answering "allow" for an old credential from its cache for ``authorizerCacheSeconds``; the write refuses
+it from the moment the link ends, without a read on the hot path.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from drs_core.adapters.lwa_client import LwaClient
 from drs_core.adapters.state_repository import StateRepository
 from drs_core.adapters.token_vault import TokenVault
 from drs_core.clock import default_clock
-from drs_core.domain.credentials import credential_digest, new_device_credential
+from drs_core.domain.credentials import credential_digest, new_device_credential, new_link_id
 from drs_core.domain.models import Device, DeviceStatus, Slot
 from drs_core.errors import (
     DeviceAlreadyLinked,
@@ -85,6 +92,7 @@ def link_device(
 
     now = default_clock().now()
     credential = new_device_credential()
+    link_id = new_link_id()
     device = repository.link_device(
         Device(
             serial=serial,
@@ -94,6 +102,7 @@ def link_device(
             last_active_at=existing.last_active_at if existing else None,
             credential_hash=credential_digest(credential),
             linked_at=now,
+            link_id=link_id,
         ),
         owner_id=owner_id,
     )
@@ -107,6 +116,7 @@ def link_device(
             asin=product.asin if product else None,
             quantity=float(product.quantity) if product else None,
             unit=product.unit if product else None,
+            link_id=link_id,
         )
     found = repository.get_device_with_slots(serial, consistent=True)
     slots = found[1] if found else []
@@ -145,7 +155,8 @@ def unlink_device(
                 extra={"serial": serial, "reason": type(gone).__name__},
             )
     vault.destroy(serial)
-    updated = repository.set_device_status(serial, DeviceStatus.DEREGISTERED) or device
+    # Device and slots in one transaction: the device credential stops working at once.
+    updated = repository.unlink_device(serial) or device
     logger.info("device unlinked", extra={"serial": serial})
     metrics.add_metric(name="DeviceUnlinked", unit="Count", value=1)
     return updated
