@@ -85,12 +85,14 @@ def register_device(
             redirect_uri=body.redirectUri,
             code_verifier=body.codeVerifier,
             is_test_device=body.isTestDevice,
+            pairing_code=body.pairingCode,
         ),
         owner_id=_user_id(),
         lwa=dependencies.lwa_client(),
         drs=dependencies.drs_client(),
         vault=dependencies.token_vault(),
         repository=dependencies.repository(),
+        registry=dependencies.device_registry() if settings().require_pairing_code else None,
     )
     answer = RegistrationResponse(
         device=device_view(result.device, result.slots, default_clock().now()),

@@ -76,7 +76,12 @@ def _authorization(kind: str, route_key: str, device: LinkedDevice, other: Linke
 
 
 def _request_options(
-    kind: str, route_key: str, device: LinkedDevice, other: LinkedDevice, system: EmbeddedSystem
+    kind: str,
+    route_key: str,
+    device: LinkedDevice,
+    other: LinkedDevice,
+    system: EmbeddedSystem,
+    client: SandboxClient,
 ) -> dict[str, Any]:
     template = route_key.partition(" ")[2]
     if route_key == "POST /v1/devices/{serial}/registration":
@@ -92,6 +97,7 @@ def _request_options(
         return {
             "json": {
                 "modelId": MODEL_ID,
+                "pairingCode": client.pairing_code(device.serial, MODEL_ID),
                 "authorizationCode": code,
                 "redirectUri": redirect,
                 "isTestDevice": True,
@@ -140,7 +146,7 @@ def test_every_route_answers_each_caller_as_the_matrix_says(
                 system.gateway_url + path,
                 headers={"Authorization": authorization} if authorization else {},
                 timeout=30,
-                **_request_options(kind, route_key, device, other, system),
+                **_request_options(kind, route_key, device, other, system, client),
             )
             got[route_key][kind] = response.status_code
             by_gateway = FUNCTION_ANSWER_HEADER not in response.headers
@@ -291,7 +297,9 @@ def _full_flow(system: EmbeddedSystem, client: SandboxClient) -> dict[str, str]:
     leaving = client.link_device(ben, MODEL_ID, "LOGSCAN03", SLOTS)
     for device in (filter_, mobile, leaving):
         secrets_seen[f"{device.serial} credential"] = device.device_token
-    # A code LWA refuses, and a device credential that is wrong.
+        secrets_seen[f"{device.serial} pairing code"] = client.pairing_codes[device.serial]
+    # A code LWA refuses, a wrong pairing code, and a device credential that is wrong.
+    secrets_seen["LOGSCAN09 pairing code"] = client.provision_device("LOGSCAN09", MODEL_ID)
     client.request(
         "POST",
         "/v1/devices/LOGSCAN09/registration",
@@ -299,6 +307,20 @@ def _full_flow(system: EmbeddedSystem, client: SandboxClient) -> dict[str, str]:
         expect=400,
         body={
             "modelId": MODEL_ID,
+            "pairingCode": client.pairing_codes["LOGSCAN09"],
+            "authorizationCode": "ANnotarealcode",
+            "redirectUri": "https://localhost/callback",
+        },
+    )
+    wrong_pairing_code = "ZZZZZ-ZZZZZ"
+    secrets_seen["wrong pairing code"] = wrong_pairing_code
+    client.request(
+        "POST",
+        "/v1/devices/LOGSCAN09/registration",
+        authorization=f"Bearer {ana.app_token}",
+        expect=403,
+        body={
+            "pairingCode": wrong_pairing_code,
             "authorizationCode": "ANnotarealcode",
             "redirectUri": "https://localhost/callback",
         },

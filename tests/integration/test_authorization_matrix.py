@@ -61,6 +61,7 @@ def _options(
         code = api.consent(caller, device.serial)
         body = {
             "modelId": "WaterFilterPro",
+            "pairingCode": api.pairing_code(device.serial),
             "authorizationCode": code,
             "redirectUri": "https://localhost/callback",
         }

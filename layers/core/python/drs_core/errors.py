@@ -129,6 +129,25 @@ class UnknownSlot(DomainError):
     code, status = "UNKNOWN_SLOT", 400
 
 
+class PairingCodeRejected(DomainError):
+    """Linking without proof of possession: an unknown serial, or a missing or wrong pairing code.
+    Both answer the same, so the answer does not tell which serials exist."""
+
+    code, status = "PAIRING_CODE_REJECTED", 403
+
+
+class PairingLocked(DomainError):
+    """Too many wrong pairing codes for this serial in a row: linking it waits out the lock."""
+
+    code, status = "PAIRING_LOCKED", 429
+
+
+class ModelMismatch(DomainError):
+    """The registration names a model other than the one the device was manufactured as."""
+
+    code, status = "MODEL_MISMATCH", 400
+
+
 class CredentialRevoked(DomainError):
     """The device credential belongs to a link that has ended (unlinked, re-linked or deregistered).
 

@@ -24,7 +24,14 @@ class RegistrationRequest(RequestModel):
     ``scope_data``: DRS never tells the backend, and test-order cancellation depends on it.
     """
 
-    modelId: ModelId
+    modelId: ModelId | None = Field(
+        default=None, description="Optional where pairing codes are checked: the registry's model is used"
+    )
+    pairingCode: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9 -]{4,32}$",
+        description="The code the app read from the device (proof of possession); required by default",
+    )
     authorizationCode: str = Field(min_length=1, max_length=2048)
     redirectUri: str = Field(min_length=1, max_length=2048)
     # RFC 7636: 43 to 128 characters of the unreserved set.

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
+from drs_core.adapters.device_registry import DeviceRegistry
 from drs_core.adapters.drs_client import DrsClient
 from drs_core.adapters.lwa_client import LwaClient
 from drs_core.adapters.state_repository import StateRepository
@@ -26,11 +27,15 @@ from drs_core.adapters.token_vault import TokenVault
 from drs_core.clock import default_clock
 from drs_core.domain.credentials import credential_digest, new_device_credential, new_link_id
 from drs_core.domain.models import Device, DeviceStatus, Slot
+from drs_core.domain.pairing import pairing_code_matches
 from drs_core.errors import (
     DeviceAlreadyLinked,
     InvalidAuthorizationCode,
     InvalidExitUri,
     LwaInvalidGrant,
+    ModelMismatch,
+    PairingCodeRejected,
+    PairingLocked,
     ReauthRequired,
     TokensMissing,
 )
@@ -44,14 +49,18 @@ _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+-.")
 
 @dataclass(frozen=True)
 class LinkRequest:
-    """What the companion app sends to link ``serial``. The code and verifier stay out of reprs."""
+    """What the companion app sends to link ``serial``. Codes and verifier stay out of reprs.
+
+    ``model_id`` may be left out when the registry knows the device (it is the registry's anyway).
+    """
 
     serial: str
-    model_id: str
+    model_id: str | None
     authorization_code: str = field(repr=False)
     redirect_uri: str
     code_verifier: str | None = field(default=None, repr=False)
     is_test_device: bool = False
+    pairing_code: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -71,13 +80,22 @@ def link_device(
     drs: DrsClient,
     vault: TokenVault,
     repository: StateRepository,
+    registry: DeviceRegistry | None = None,
 ) -> LinkResult:
     """Link (or re-link) ``request.serial`` to ``owner_id``; rotate its credential and tokens.
 
+    With a ``registry`` (the stage requires proof of possession) the serial must be a manufactured one
+    and ``request.pairing_code`` its code: ``PairingCodeRejected`` otherwise (only the failed-attempt
+    count is written), ``PairingLocked`` while the serial is locked; the model is the registry's.
     Raises ``DeviceAlreadyLinked`` when another customer holds the serial, ``InvalidAuthorizationCode``
     when LWA refuses the code (nothing stored in either case).
     """
     serial = request.serial
+    model_id = request.model_id
+    if registry is not None:
+        model_id = prove_possession(serial, request.pairing_code, request.model_id, registry=registry)
+    if not model_id:
+        raise ModelMismatch("modelId is required")
     existing = repository.get_device(serial, consistent=True)
     # Checked before the code is spent: exchanging it would replace the other customer's registration.
     if _held_by_someone_else(existing, owner_id):
@@ -96,7 +114,7 @@ def link_device(
     device = repository.link_device(
         Device(
             serial=serial,
-            model_id=request.model_id,
+            model_id=model_id,
             status=DeviceStatus.LINKED,
             is_test_device=request.is_test_device,
             last_active_at=existing.last_active_at if existing else None,
@@ -126,6 +144,33 @@ def link_device(
     )
     metrics.add_metric(name="DeviceLinked", unit="Count", value=1)
     return LinkResult(device=device, slots=slots, device_token=credential)
+
+
+def prove_possession(
+    serial: str, pairing_code: str | None, model_id: str | None, *, registry: DeviceRegistry
+) -> str:
+    """Check that the caller holds device ``serial`` (its pairing code); the registry's model id.
+
+    An unknown serial and a wrong code answer alike. A wrong code counts against the serial; the
+    attempt that reaches the limit locks it for a while (``device_registry.LOCK_PERIOD``). A model id
+    other than the registry's is refused once possession is proven.
+    """
+    now = default_clock().now()
+    device = registry.get(serial)
+    if device is not None and device.locked_until is not None and device.locked_until > now:
+        metrics.add_metric(name="PairingLocked", unit="Count", value=1)
+        raise PairingLocked("too many wrong pairing codes for this device; try again later")
+    if device is None or not pairing_code or not pairing_code_matches(pairing_code, device.code_hash):
+        if device is not None:
+            registry.record_failure(serial, now)
+        logger.info("pairing refused", extra={"serial": serial, "known": device is not None})
+        metrics.add_metric(name="PairingRejected", unit="Count", value=1)
+        raise PairingCodeRejected("the device could not be verified: check the serial and pairing code")
+    if device.failed_attempts or device.locked_until is not None:
+        registry.clear_failures(serial)
+    if model_id is not None and model_id != device.model_id:
+        raise ModelMismatch(f"device {serial} is not a {model_id}")
+    return device.model_id
 
 
 def _held_by_someone_else(device: Device | None, owner_id: str) -> bool:

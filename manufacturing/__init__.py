@@ -1,0 +1,1 @@
+"""Tools the device maker runs at manufacturing (not deployed)."""
