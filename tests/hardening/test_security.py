@@ -178,7 +178,13 @@ def test_another_users_registration_attempt_leaves_the_owner_linked(
         f"/v1/devices/{device.serial}/registration",
         authorization=f"Bearer {intruder.app_token}",
         expect=(409,),
-        body={"modelId": MODEL_ID, "authorizationCode": code, "redirectUri": redirect},
+        # Even holding the device's pairing code (a second-hand buyer, say): the owner must unlink first.
+        body={
+            "modelId": MODEL_ID,
+            "pairingCode": client.pairing_code(device.serial, MODEL_ID),
+            "authorizationCode": code,
+            "redirectUri": redirect,
+        },
     )
 
     # Then it is refused before the code is exchanged: the owner's device is still linked and reports
@@ -240,6 +246,79 @@ def test_a_credential_of_an_ended_link_is_refused_at_once_despite_the_authorizer
     # And the new link's credential works
     if successor is not None:
         client.post_usage(successor, [remaining("Filter", 70.0, system.clock.now())])
+
+
+# ------------------------------------------------------------------------------ 1c. proof of possession
+
+# What the app sends as the pairing code in each case (None: no field); every one is refused with 403.
+POSSESSION_CASES = ("no_code", "another_devices_code", "wrong_code", "unknown_serial")
+
+
+def _without_counters(snapshot: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The snapshot without the registry's failed-attempt count: what a refused pairing may write."""
+    return {
+        table: sorted(
+            (
+                {k: v for k, v in item.items() if k not in ("failedPairingAttempts", "pairingLockedUntil")}
+                for item in items
+            ),
+            key=repr,
+        )
+        for table, items in snapshot.items()
+    }
+
+
+@pytest.mark.parametrize("case", POSSESSION_CASES)
+def test_linking_without_proof_of_possession_is_refused_and_stores_nothing(
+    system: EmbeddedSystem, client: SandboxClient, case: str
+) -> None:
+    # Given a manufactured device, another one, and a customer who consented for the first
+    number = POSSESSION_CASES.index(case)
+    serial = f"UNKNOWN{number:03d}" if case == "unknown_serial" else f"PAIRING{number:03d}A"
+    if case != "unknown_serial":
+        client.provision_device(serial, MODEL_ID)
+    other_code = client.provision_device(f"PAIRING{number:03d}B", MODEL_ID)
+    customer = client.create_customer(f"possession {case}")
+    code, redirect = system.control.authorize(  # type: ignore[union-attr]
+        customer.customer_id, model_id=MODEL_ID, serial=serial, slots=_slots_json()
+    )
+    pairing = {"no_code": None, "another_devices_code": other_code}.get(case, "ZZZZZ-ZZZZZ")
+    body = {"authorizationCode": code, "redirectUri": redirect, "modelId": MODEL_ID}
+    if pairing is not None:
+        body["pairingCode"] = pairing
+    before = table_snapshot(system)
+
+    # When the app links it
+    status, answer = client.request(
+        "POST",
+        f"/v1/devices/{serial}/registration",
+        authorization=f"Bearer {customer.app_token}",
+        expect=(201, 403),
+        body=body,
+    )
+
+    # Then 403, nothing stored (a wrong code is counted against the serial, nothing else), the
+    # consent unspent
+    assert (status, answer["error"]["code"] if status == 403 else answer) == (403, "PAIRING_CODE_REJECTED")
+    assert _without_counters(table_snapshot(system)) == _without_counters(before)
+    assert not [c for c in system.control.calls() if c["operation"] == "token" and c.get("serial") == serial]  # type: ignore[union-attr]
+
+
+def test_the_sandbox_provisions_devices_with_a_code_shown_once(system: EmbeddedSystem) -> None:
+    # When a device is provisioned, then again, and with a bad body
+    url = f"{system.gateway_url}/__sandbox/devices"
+    first = requests.post(url, json={"serial": "FACTORY001", "modelId": MODEL_ID}, timeout=30)
+    again = requests.post(url, json={"serial": "FACTORY001", "modelId": MODEL_ID}, timeout=30)
+    bad = requests.post(url, json={"serial": "FACTORY 002"}, timeout=30)
+
+    # Then 201 with the code, 409 for a serial registered already, 400 for a bad body
+    assert first.status_code == 201
+    body = first.json()
+    assert set(body) == {"serial", "modelId", "pairingCode"} and body["serial"] == "FACTORY001"
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "DEVICE_ALREADY_PROVISIONED")
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "INVALID_REQUEST")
+    # And the code is stored only as its hash
+    assert body["pairingCode"] not in repr(table_snapshot(system))
 
 
 # ------------------------------------------------------------------------------ 2. the log scan
