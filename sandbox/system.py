@@ -151,6 +151,8 @@ class EmbeddedSystem:
             "LWA_ENDPOINT": self.simulator.url,
             "DRS_WEB_ENDPOINT": self.simulator.url,
             "LWA_CLIENT_ID": DEFAULT_CLIENT_ID,
+            # The local companion app's own scheme: the settings page may return to myapp://…
+            "SETTINGS_EXIT_SCHEMES": "myapp",
             # Metrics would print one EMF document per invocation to stdout: CloudWatch is not here.
             "POWERTOOLS_METRICS_DISABLED": "true",
             **self.extra_environment,

@@ -140,6 +140,7 @@ def get_settings_link(
         web_endpoint=settings().drs_web_endpoint,
         vault=dependencies.token_vault(),
         repository=dependencies.repository(),
+        app_schemes=settings().settings_exit_schemes,
     )
     return SettingsLinkResponse(url=url)
 

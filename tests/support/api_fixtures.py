@@ -238,6 +238,7 @@ def api(
         "HTTP_READ_TIMEOUT": "2",
         "HTTP_MAX_ATTEMPTS": "2",
         "HTTP_MAX_TOTAL_SECONDS": "3",
+        "SETTINGS_EXIT_SCHEMES": "myapp",
     }.items():
         monkeypatch.setenv(name, value)
     dependencies.reset()

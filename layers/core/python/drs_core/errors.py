@@ -148,6 +148,12 @@ class ModelMismatch(DomainError):
     code, status = "MODEL_MISMATCH", 400
 
 
+class ConflictingReadings(DomainError):
+    """One request reports two different readings of one slot at one ``observedAt``."""
+
+    code, status = "CONFLICTING_READINGS", 400
+
+
 class CredentialRevoked(DomainError):
     """The device credential belongs to a link that has ended (unlinked, re-linked or deregistered).
 

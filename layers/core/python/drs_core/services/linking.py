@@ -16,6 +16,7 @@ it from the moment the link ends, without a read on the hot path.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
@@ -45,6 +46,8 @@ from drs_core.services.drs_calls import call_drs, mark_reauth_required
 
 # RFC 3986 §3.1: a scheme starts with a letter, then letters, digits, "+", "-", ".".
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+-.")
+# Schemes no configuration may allow as the settings page's exit.
+_NEVER_EXIT_SCHEMES = frozenset({"http", "javascript", "data", "vbscript", "file", "blob", "about"})
 
 
 @dataclass(frozen=True)
@@ -215,14 +218,16 @@ def settings_link(
     web_endpoint: str,
     vault: TokenVault,
     repository: StateRepository,
+    app_schemes: Iterable[str] = (),
 ) -> str:
     """The drs-web settings page URL for the device, with a freshly refreshed access token.
 
-    A refreshed token gives the customer the token's whole hour on the page. The URL carries the
-    token: callers must not log it.
+    ``exit_uri`` (where the page sends the customer back) must be an https URL or use one of the
+    companion app's own ``app_schemes`` (``exit_uri_allowed``). A refreshed token gives the customer the
+    token's whole hour on the page. The URL carries the token: callers must not log it.
     """
-    if not has_scheme(exit_uri):
-        raise InvalidExitUri("exitUri must be an absolute URI with a scheme, e.g. myapp://settings-done")
+    if not exit_uri_allowed(exit_uri, app_schemes):
+        raise InvalidExitUri("exitUri must be an https URL or use the app's own scheme")
     owned_device(serial, owner_id, repository)
     try:
         access_token = vault.access_token(serial, force_refresh=True)
@@ -233,7 +238,16 @@ def settings_link(
     return f"{web_endpoint.rstrip('/')}/settings?{query}"
 
 
-def has_scheme(uri: str) -> bool:
-    """True when ``uri`` starts with an RFC 3986 scheme followed by ":" (``https:``, ``myapp:``)."""
-    scheme = urlsplit(uri).scheme
-    return bool(scheme) and scheme[0].isalpha() and set(scheme.lower()) <= _SCHEME_CHARS
+def exit_uri_allowed(uri: str, app_schemes: Iterable[str] = ()) -> bool:
+    """True for an https URL with a host, or a URI of one of ``app_schemes`` (the app's own, e.g.
+    ``myapp``; configured per stage, context ``settingsExitSchemes``). Never ``javascript:``, ``data:``
+    or plain http, whatever is configured: the page would send the customer there with Amazon's
+    session open. No whitespace or control characters anywhere."""
+    if not uri or any(ord(char) <= 0x20 or ord(char) == 0x7F for char in uri):
+        return False
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        return bool(parts.hostname)
+    allowed = {s.lower() for s in app_schemes} - _NEVER_EXIT_SCHEMES
+    return bool(scheme) and scheme in allowed and set(scheme) <= _SCHEME_CHARS

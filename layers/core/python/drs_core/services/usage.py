@@ -19,7 +19,7 @@ from drs_core.adapters.items import slot_from_item
 from drs_core.adapters.usage_store import FastAttempt, ReadingResult, UsageStore, of_link
 from drs_core.domain.models import Reading, Slot
 from drs_core.domain.usage import reading_problem
-from drs_core.errors import CredentialRevoked, InvalidReading, UnknownSlot
+from drs_core.errors import ConflictingReadings, CredentialRevoked, InvalidReading, UnknownSlot
 from drs_core.observability import logger, metrics
 
 
@@ -48,7 +48,7 @@ def ingest_readings(
         if problem is not None:
             raise InvalidReading(f"slot {reading.slot_id}: {problem}")
     by_slot: dict[str, list[Reading]] = {}
-    for reading in readings:
+    for reading in distinct_readings(readings):
         by_slot.setdefault(reading.slot_id, []).append(reading)
     for group in by_slot.values():
         group.sort(key=lambda reading: reading.observed_at)  # stable: equal times keep request order
@@ -73,6 +73,21 @@ def ingest_readings(
     )
     _record_metrics(outcome)
     return outcome
+
+
+def distinct_readings(readings: Sequence[Reading]) -> list[Reading]:
+    """The readings with each ``(slotId, observedAt)`` once: a device that sends one reading twice in a
+    request (a retry within its own buffer) means it once. Two different readings of one slot at one
+    time contradict each other: ``ConflictingReadings``, nothing written."""
+    seen: dict[tuple[str, datetime], Reading] = {}
+    for reading in readings:
+        key = (reading.slot_id, reading.observed_at)
+        earlier = seen.setdefault(key, reading)
+        if earlier != reading:
+            raise ConflictingReadings(
+                f"slot {reading.slot_id}: two different readings observed at the same time"
+            )
+    return list(seen.values())
 
 
 def _first_attempts(
