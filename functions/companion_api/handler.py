@@ -8,11 +8,12 @@ by ``drs_core.api.errors`` only.
 
 from __future__ import annotations
 
+import json
+from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
@@ -36,6 +37,7 @@ from drs_core.api.models import (
     SlotView,
     slot_view,
 )
+from drs_core.api.openapi import api_document
 from drs_core.clock import default_clock
 from drs_core.observability import logger, metrics
 from drs_core.services import devices, linking
@@ -53,15 +55,6 @@ register_error_handlers(app)
 SerialPath = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, max_length=IDENTIFIER_MAX_LENGTH)]
 SlotIdPath = Annotated[str, Path(pattern=SLOT_ID_PATTERN, max_length=128)]
 COMPANION = [{"companion": []}]
-SECURITY_SCHEMES = {
-    "companion": HTTPBearer(description="The app user's Login with Amazon access token"),
-    # "Authorization: Device <credential>": OpenAPI has no custom HTTP scheme, so an API key header.
-    "device": APIKey(
-        **{"in": APIKeyIn.header},
-        name="Authorization",
-        description="'Device <deviceToken>', the credential returned at linking",
-    ),
-}
 
 
 def _user_id() -> str:
@@ -72,7 +65,12 @@ def _user_id() -> str:
     return str(user_id)
 
 
-@app.post("/v1/devices/<serial>/registration", security=COMPANION, summary="Link a device (LWA code)")
+@app.post(
+    "/v1/devices/<serial>/registration",
+    security=COMPANION,
+    summary="Link a device (LWA code and the device's pairing code)",
+    status_code=201,
+)
 def register_device(
     serial: SerialPath, body: Annotated[RegistrationRequest, Body()]
 ) -> Response[RegistrationResponse]:
@@ -101,7 +99,9 @@ def register_device(
     return Response(HTTPStatus.CREATED, content_types.APPLICATION_JSON, answer)
 
 
-@app.delete("/v1/devices/<serial>/registration", security=COMPANION, summary="Unlink a device")
+@app.delete(
+    "/v1/devices/<serial>/registration", security=COMPANION, summary="Unlink a device", status_code=204
+)
 def unregister_device(serial: SerialPath) -> Response[None]:
     logger.append_keys(serial=serial)
     linking.unlink_device(
@@ -192,13 +192,13 @@ def _cancel_test_orders(serial: str, slot_id: str | None) -> TestOrdersCancelled
 
 @app.get("/v1/openapi.json", include_in_schema=False)
 def openapi_document() -> Response[Any]:
-    document = app.get_openapi_json_schema(
-        title="DRS replenishment API",
-        version="1",
-        description="Companion app and device routes (docs/api.md §1)",
-        security_schemes=SECURITY_SCHEMES,
-    )
-    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, document)
+    """Every route of the API, the device routes' included (``drs_core.api.openapi``), built once."""
+    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, _document())
+
+
+@cache
+def _document() -> str:
+    return json.dumps(api_document(app))
 
 
 @logger.inject_lambda_context(clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

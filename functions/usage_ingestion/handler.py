@@ -35,6 +35,7 @@ from drs_core.api.models import (
     UsageResponse,
     slot_view,
 )
+from drs_core.api.openapi import MAX_IDEMPOTENCY_KEY_LENGTH
 from drs_core.clock import default_clock
 from drs_core.errors import IdempotencyKeyReused, InvalidReading, RequestInProgress
 from drs_core.observability import logger, metrics
@@ -45,7 +46,6 @@ load_settings(required=["STATE_TABLE", "IDEMPOTENCY_TABLE"])
 
 # Devices buffer readings through outages: a replay hours later must still count once.
 IDEMPOTENCY_SECONDS = 24 * 3600
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 app = APIGatewayHttpResolver(
     enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
@@ -94,7 +94,13 @@ def _device_link(path_serial: str) -> str:
     return str(link_id)
 
 
-@app.post("/v1/devices/<serial>/usage", summary="Report slot usage (device)")
+# Declared alike in drs_core.api.openapi (the companion function serves the document of every route).
+@app.post(
+    "/v1/devices/<serial>/usage",
+    summary="Report slot usage (device)",
+    status_code=202,
+    security=[{"device": []}],
+)
 def post_usage(serial: SerialPath, body: Annotated[UsageRequest, Body()]) -> Response[UsageResponse]:
     logger.append_keys(serial=serial)
     request = {
