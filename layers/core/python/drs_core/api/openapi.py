@@ -137,11 +137,48 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
                 responses.pop(generated, None)
             if "204" in responses:  # no body at all, not a JSON null
                 responses["204"] = {"description": "No Content"}
-            for status in ERROR_STATUSES.get((method, path), (400, 401, 403, 404)):
+            statuses = set(ERROR_STATUSES.get((method, path), (400, 401, 403, 404)))
+            if "{" in path:  # a path parameter no route can match (a "/" in it, say): 404
+                statuses.add(404)
+            for status in sorted(statuses):
                 responses[str(status)] = _error_response(status)
             for parameter in operation.get("parameters", []):
                 _drop_null(parameter)
+    _add_links(document)
     return document
+
+
+# From the device list, what a client does next with the first device (OpenAPI links: clients and
+# stateful fuzzers follow them). (method, path) → the list's fields for its path parameters.
+_DEVICE_LINKS: dict[tuple[str, str], dict[str, str]] = {
+    ("get", "/v1/devices/{serial}"): {"serial": "$response.body#/devices/0/serial"},
+    ("get", "/v1/devices/{serial}/settings-link"): {"serial": "$response.body#/devices/0/serial"},
+    ("put", "/v1/devices/{serial}/slots/{slotId}/policy"): {
+        "serial": "$response.body#/devices/0/serial",
+        "slotId": "$response.body#/devices/0/slots/0/slotId",
+    },
+    ("delete", "/v1/devices/{serial}/test-orders/{slotId}"): {
+        "serial": "$response.body#/devices/0/serial",
+        "slotId": "$response.body#/devices/0/slots/0/slotId",
+    },
+    ("post", USAGE_PATH): {"serial": "$response.body#/devices/0/serial"},
+}
+
+
+def _add_links(document: dict[str, Any]) -> None:
+    paths = document.get("paths", {})
+    listing = paths.get("/v1/devices", {}).get("get")
+    if listing is None:
+        return
+    links = {}
+    for (method, path), parameters in _DEVICE_LINKS.items():
+        if method in paths.get(path, {}):
+            pointer = path.replace("~", "~0").replace("/", "~1")
+            name = "".join(
+                part.capitalize() for part in f"{method} {path}".replace("/", " ").split() if "{" not in part
+            )
+            links[name] = {"operationRef": f"#/paths/{pointer}/{method}", "parameters": parameters}
+    listing["responses"]["200"]["links"] = links
 
 
 def _drop_null(parameter: dict[str, Any]) -> None:
