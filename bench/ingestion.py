@@ -40,6 +40,7 @@ from drs_core.domain.models import Device, Reading, ReadingKind
 
 REGION = "us-east-1"
 SERIAL = "BENCH0001"
+LINK_ID = "bench-link"  # the link the device authorizer vouches for (drs_core.services.linking)
 SLOTS = ("Filter", "Cleaner")
 USAGE_ROUTE = "/v1/devices/{serial}/usage"
 FILTERS = [EventPattern.load(json.dumps(pattern)) for pattern in schema.REORDER_FUNCTION_FILTER_PATTERNS]
@@ -81,7 +82,7 @@ def event(readings: list[dict[str, Any]], key: str | None = None) -> dict[str, A
             "stage": "$default",
             "time": "01/Jan/2026:00:00:00 +0000",
             "timeEpoch": 0,
-            "authorizer": {"lambda": {"serial": SERIAL}},
+            "authorizer": {"lambda": {"serial": SERIAL, "linkId": LINK_ID}},
         },
         "pathParameters": {"serial": SERIAL},
         "body": json.dumps({"readings": readings}),
@@ -211,10 +212,10 @@ def _environment() -> None:
     dynamodb.create_table(**schema.idempotency_table_kwargs("idempotency"))
     dependencies.reset()
     repository = StateRepository("state", dynamodb=dynamodb)
-    repository.put_device(Device(SERIAL, "BenchModel"))
+    repository.put_device(Device(SERIAL, "BenchModel", link_id=LINK_ID))
     for slot in SLOTS:
         repository.upsert_subscription(
-            SERIAL, slot, subscribed=True, asin="B0BENCH", quantity=100, unit="count"
+            SERIAL, slot, subscribed=True, asin="B0BENCH", quantity=100, unit="count", link_id=LINK_ID
         )
 
 

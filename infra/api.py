@@ -311,6 +311,7 @@ class Api(Construct):
             environment={
                 **self._data.token_environment(self._lwa_client_id, self._secret_name),
                 **self._endpoints,
+                **self._linking_environment(),
             },
             timeout=Duration.seconds(20),
             removal_policy=self._removal_policy,
@@ -334,6 +335,20 @@ class Api(Construct):
             iam.PolicyStatement(actions=["dynamodb:DeleteItem"], resources=[tokens.table_arn])
         )
         return fn
+
+    def _linking_environment(self) -> dict[str, str]:
+        """Context ``requirePairingCode`` (default true: linking proves possession of the device) and
+        ``settingsExitSchemes`` (the companion app's own URI schemes the settings page may return to,
+        comma-separated; https is always allowed)."""
+        context = self.node.try_get_context("requirePairingCode")
+        required = "true" if context is None else str(context).lower()
+        if required not in ("true", "false"):
+            raise ValueError("context requirePairingCode must be true or false")
+        environment = {"REQUIRE_PAIRING_CODE": required}
+        schemes = self.node.try_get_context("settingsExitSchemes")
+        if schemes:
+            environment["SETTINGS_EXIT_SCHEMES"] = str(schemes)
+        return environment
 
     def _add_companion_routes(self) -> None:
         fn = self.companion_api_function.function

@@ -231,7 +231,8 @@ class Notifications(Construct):
         role = function.role
         role.add_to_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[data.state_table.table_arn]
+                actions=["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                resources=[data.state_table.table_arn],
             )
         )
         role.add_to_policy(

@@ -107,6 +107,7 @@ class Gateway:
         port: int = 0,
         region: str = "us-east-1",
         resources_json: Callable[[], dict[str, Any]] | None = None,
+        provision_device: Callable[[bytes], tuple[int, dict[str, Any]]] | None = None,
     ) -> None:
         self.template = template
         self.runner = runner
@@ -114,6 +115,7 @@ class Gateway:
         self.region = region
         self._host = host
         self._resources_json = resources_json or dict
+        self._provision_device = provision_device
         self._routes = sorted((compile_route(r) for r in template.routes), key=lambda r: r.specificity)
         for route in template.routes:
             if route.payload_version != "2.0":
@@ -186,6 +188,9 @@ class Gateway:
     def _sandbox_route(self, request: Request) -> Response:
         if request.method == "GET" and request.path == "/__sandbox/resources":
             return Response(json.dumps(self._resources_json()), content_type="application/json")
+        if request.method == "POST" and request.path == "/__sandbox/devices" and self._provision_device:
+            status, answer = self._provision_device(request.get_data(cache=False))
+            return Response(json.dumps(answer), status=status, content_type="application/json")
         return _gateway_answer(404, "Not Found")
 
     def _route(self, method: str, path: str) -> tuple[_CompiledRoute, dict[str, str]] | None:

@@ -150,6 +150,8 @@ class SandboxClient:
         self.timeline = timeline
         self._timeout = timeout
         self._http = requests.Session()
+        # Pairing codes of the devices this client provisioned, by serial (a re-link needs it again).
+        self.pairing_codes: dict[str, str] = {}
 
     @classmethod
     def for_system(cls, system: EmbeddedSystem, *, timeline: Timeline | None = None) -> SandboxClient:
@@ -184,6 +186,18 @@ class SandboxClient:
         """An Amazon customer with the app's LWA token (``POST /__sim/customers``)."""
         return Customer.create(self.control, name, order_issue=order_issue)
 
+    def provision_device(self, serial: str, model_id: str) -> str:
+        """The device leaves the factory (``POST /__sandbox/devices``): its pairing code, remembered."""
+        _, answer = self.request(
+            "POST", "/__sandbox/devices", expect=201, body={"serial": serial, "modelId": model_id}
+        )
+        self.pairing_codes[serial] = answer["pairingCode"]
+        return str(answer["pairingCode"])
+
+    def pairing_code(self, serial: str, model_id: str) -> str:
+        """The device's pairing code, as the app reads it off the device: provisioned on first use."""
+        return self.pairing_codes.get(serial) or self.provision_device(serial, model_id)
+
     def link_device(
         self,
         customer: Customer,
@@ -194,7 +208,8 @@ class SandboxClient:
         is_test: bool = False,
         pkce: bool = False,
     ) -> LinkedDevice:
-        """The customer consents (``/__sim/authorize``), the app links (``POST …/registration``).
+        """The customer consents (``/__sim/authorize``), the app links (``POST …/registration``) with
+        the pairing code it read from the device (provisioned here on first use).
 
         ``pkce`` links like a mobile app: a code challenge at consent, the verifier at linking.
         """
@@ -210,7 +225,12 @@ class SandboxClient:
             is_test_device=is_test,
             code_challenge=s256_challenge(verifier) if verifier else None,
         )
-        body: dict[str, Any] = {"modelId": model_id, "authorizationCode": code, "redirectUri": redirect_uri}
+        body: dict[str, Any] = {
+            "modelId": model_id,
+            "pairingCode": self.pairing_code(serial, model_id),
+            "authorizationCode": code,
+            "redirectUri": redirect_uri,
+        }
         if verifier:
             body["codeVerifier"] = verifier
         if is_test:

@@ -31,6 +31,7 @@ from sandbox.simulator.control import SimulatorControl
 from sandbox.simulator.state import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 
 from .aws import LocalAws, Resolver, Resources
+from .devices import provision_device, registry_of
 from .functions import FUNCTIONS_DIR, FunctionRunner, Invocation
 from .gateway import Gateway
 from .pumps import Pump, ScheduleRunner, iter_pumps
@@ -150,6 +151,8 @@ class EmbeddedSystem:
             "LWA_ENDPOINT": self.simulator.url,
             "DRS_WEB_ENDPOINT": self.simulator.url,
             "LWA_CLIENT_ID": DEFAULT_CLIENT_ID,
+            # The local companion app's own scheme: the settings page may return to myapp://…
+            "SETTINGS_EXIT_SCHEMES": "myapp",
             # Metrics would print one EMF document per invocation to stdout: CloudWatch is not here.
             "POWERTOOLS_METRICS_DISABLED": "true",
             **self.extra_environment,
@@ -168,6 +171,7 @@ class EmbeddedSystem:
             port=self.gateway_port,
             region=self.resources.region,
             resources_json=self.resources_json,
+            provision_device=self.provision_device,
         ).start()
         self.pumps = list(iter_pumps(self.runner, self.resources, self.clock))
         self.schedules = ScheduleRunner(
@@ -243,6 +247,10 @@ class EmbeddedSystem:
         if self.gateway is not None and self.simulator is not None:
             body.update({"gatewayUrl": self.gateway.url, "simulatorUrl": self.simulator.url})
         return body
+
+    def provision_device(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        """``POST /__sandbox/devices`` (``sandbox.devices``): register a manufactured device."""
+        return provision_device(registry_of(self._require(self.resources)), self.clock, body)
 
     def invoke(self, function: str, event: Any) -> Invocation:
         """Invoke one function directly (folder name or logical id)."""

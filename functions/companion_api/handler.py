@@ -8,11 +8,12 @@ by ``drs_core.api.errors`` only.
 
 from __future__ import annotations
 
+import json
+from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 
@@ -37,6 +38,7 @@ from drs_core.api.models import (
     SlotView,
     slot_view,
 )
+from drs_core.api.openapi import api_document
 from drs_core.clock import default_clock
 from drs_core.observability import logger, metrics
 from drs_core.services import devices, linking
@@ -54,15 +56,6 @@ register_error_handlers(app)
 SerialPath = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, max_length=IDENTIFIER_MAX_LENGTH)]
 SlotIdPath = Annotated[str, Path(pattern=SLOT_ID_PATTERN, max_length=128)]
 COMPANION = [{"companion": []}]
-SECURITY_SCHEMES = {
-    "companion": HTTPBearer(description="The app user's Login with Amazon access token"),
-    # "Authorization: Device <credential>": OpenAPI has no custom HTTP scheme, so an API key header.
-    "device": APIKey(
-        **{"in": APIKeyIn.header},
-        name="Authorization",
-        description="'Device <deviceToken>', the credential returned at linking",
-    ),
-}
 
 
 def _user_id() -> str:
@@ -73,7 +66,12 @@ def _user_id() -> str:
     return str(user_id)
 
 
-@app.post("/v1/devices/<serial>/registration", security=COMPANION, summary="Link a device (LWA code)")
+@app.post(
+    "/v1/devices/<serial>/registration",
+    security=COMPANION,
+    summary="Link a device (LWA code and the device's pairing code)",
+    status_code=201,
+)
 def register_device(
     serial: SerialPath, body: Annotated[RegistrationRequest, Body()]
 ) -> Response[RegistrationResponse]:
@@ -86,12 +84,14 @@ def register_device(
             redirect_uri=body.redirectUri,
             code_verifier=body.codeVerifier,
             is_test_device=body.isTestDevice,
+            pairing_code=body.pairingCode,
         ),
         owner_id=_user_id(),
         lwa=dependencies.lwa_client(),
         drs=dependencies.drs_client(),
         vault=dependencies.token_vault(),
         repository=dependencies.repository(),
+        registry=dependencies.device_registry() if settings().require_pairing_code else None,
     )
     answer = RegistrationResponse(
         device=device_view(result.device, result.slots, default_clock().now()),
@@ -100,7 +100,9 @@ def register_device(
     return Response(HTTPStatus.CREATED, content_types.APPLICATION_JSON, answer)
 
 
-@app.delete("/v1/devices/<serial>/registration", security=COMPANION, summary="Unlink a device")
+@app.delete(
+    "/v1/devices/<serial>/registration", security=COMPANION, summary="Unlink a device", status_code=204
+)
 def unregister_device(serial: SerialPath) -> Response[None]:
     logger.append_keys(serial=serial)
     linking.unlink_device(
@@ -139,6 +141,7 @@ def get_settings_link(
         web_endpoint=settings().drs_web_endpoint,
         vault=dependencies.token_vault(),
         repository=dependencies.repository(),
+        app_schemes=settings().settings_exit_schemes,
     )
     return SettingsLinkResponse(url=url)
 
@@ -190,13 +193,13 @@ def _cancel_test_orders(serial: str, slot_id: str | None) -> TestOrdersCancelled
 
 @app.get("/v1/openapi.json", include_in_schema=False)
 def openapi_document() -> Response[Any]:
-    document = app.get_openapi_json_schema(
-        title="DRS replenishment API",
-        version="1",
-        description="Companion app and device routes (docs/api.md §1)",
-        security_schemes=SECURITY_SCHEMES,
-    )
-    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, document)
+    """Every route of the API, the device routes' included (``drs_core.api.openapi``), built once."""
+    return Response(HTTPStatus.OK, content_types.APPLICATION_JSON, _document())
+
+
+@cache
+def _document() -> str:
+    return json.dumps(api_document(app))
 
 
 # Kept back from every DRS/LWA request's retry budget for the writes after them (device, tokens,

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 
 from drs_core import dependencies
 from drs_core.observability import logger, metrics
+from drs_core.paths import decoded_segment
 from drs_core.services.authorization import authorize_device
 from drs_core.settings import load_settings
 
@@ -25,7 +26,9 @@ load_settings(required=["STATE_TABLE"])
 @metrics.log_metrics
 @event_source(data_class=APIGatewayAuthorizerEventV2)
 def handler(event: APIGatewayAuthorizerEventV2, context: Any) -> dict[str, Any]:
-    serial = event.path_parameters.get("serial")
+    path_serial = event.path_parameters.get("serial")
+    # Decoded as the usage function decodes it (drs_core.paths): "%2B" and "+" are the same serial.
+    serial = decoded_segment(path_serial) if path_serial is not None else None
     logger.append_keys(serial=serial, routeKey=event.route_key)
     decision = authorize_device(
         event.headers.get("authorization"),

@@ -35,6 +35,7 @@ from drs_core.api.models import (
     UsageResponse,
     slot_view,
 )
+from drs_core.api.openapi import MAX_IDEMPOTENCY_KEY_LENGTH
 from drs_core.clock import default_clock
 from drs_core.errors import IdempotencyKeyReused, InvalidReading, RequestInProgress
 from drs_core.observability import logger, metrics
@@ -45,7 +46,6 @@ load_settings(required=["STATE_TABLE", "IDEMPOTENCY_TABLE"])
 
 # Devices buffer readings through outages: a replay hours later must still count once.
 IDEMPOTENCY_SECONDS = 24 * 3600
-MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 app = APIGatewayHttpResolver(
     enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
@@ -60,7 +60,11 @@ def _ingest(request: dict[str, Any]) -> dict[str, Any]:
     body = UsageRequest.model_validate({"readings": request["readings"]})
     now = default_clock().now()
     result = ingest_readings(
-        request["serial"], [r.to_reading() for r in body.readings], store=dependencies.usage_store(), now=now
+        request["serial"],
+        [r.to_reading() for r in body.readings],
+        link_id=request["linkId"],
+        store=dependencies.usage_store(),
+        now=now,
     )
     return UsageResponse(slots=[slot_view(slot, now) for slot in result.slots]).model_dump(mode="json")
 
@@ -81,18 +85,29 @@ def _idempotent() -> tuple[IdempotencyConfig, Any]:
     return config, once(_ingest)
 
 
-def _device_serial(path_serial: str) -> str:
-    """The serial the device authorizer vouched for; it must be the path's."""
-    authorized = app.current_event.request_context.authorizer.get_lambda.get("serial")
-    if not authorized or authorized != path_serial:
+def _device_link(path_serial: str) -> str:
+    """The link id of the credential the device authorizer vouched for; its serial must be the path's."""
+    identity = app.current_event.request_context.authorizer.get_lambda
+    authorized, link_id = identity.get("serial"), identity.get("linkId")
+    if not authorized or authorized != path_serial or not link_id:
         raise Unauthenticated("no device identity for this serial")
-    return path_serial
+    return str(link_id)
 
 
-@app.post("/v1/devices/<serial>/usage", summary="Report slot usage (device)")
+# Declared alike in drs_core.api.openapi (the companion function serves the document of every route).
+@app.post(
+    "/v1/devices/<serial>/usage",
+    summary="Report slot usage (device)",
+    status_code=202,
+    security=[{"device": []}],
+)
 def post_usage(serial: SerialPath, body: Annotated[UsageRequest, Body()]) -> Response[UsageResponse]:
-    logger.append_keys(serial=_device_serial(serial))
-    request = {"serial": serial, "readings": body.model_dump(mode="json", exclude_none=True)["readings"]}
+    logger.append_keys(serial=serial)
+    request = {
+        "serial": serial,
+        "linkId": _device_link(serial),
+        "readings": body.model_dump(mode="json", exclude_none=True)["readings"],
+    }
     key = app.current_event.headers.get("idempotency-key")
     if key is None:
         answer = _ingest(request)

@@ -32,7 +32,7 @@ from sandbox.scenario import LinkedDevice, SandboxClient, remaining
 from sandbox.simulator.state import DEFAULT_CLIENT_SECRET
 from sandbox.system import EmbeddedSystem
 from sandbox.template import friendly_name, synthesized_template
-from tests.hardening.conftest import FUNCTION_ANSWER_HEADER, MODEL_ID, SLOTS
+from tests.hardening.conftest import FUNCTION_ANSWER_HEADER, MODEL_ID, SLOTS, table_snapshot
 
 ACCOUNT = "123456789012"
 DRS_ACCOUNT = "476877469412"
@@ -76,7 +76,12 @@ def _authorization(kind: str, route_key: str, device: LinkedDevice, other: Linke
 
 
 def _request_options(
-    kind: str, route_key: str, device: LinkedDevice, other: LinkedDevice, system: EmbeddedSystem
+    kind: str,
+    route_key: str,
+    device: LinkedDevice,
+    other: LinkedDevice,
+    system: EmbeddedSystem,
+    client: SandboxClient,
 ) -> dict[str, Any]:
     template = route_key.partition(" ")[2]
     if route_key == "POST /v1/devices/{serial}/registration":
@@ -92,6 +97,7 @@ def _request_options(
         return {
             "json": {
                 "modelId": MODEL_ID,
+                "pairingCode": client.pairing_code(device.serial, MODEL_ID),
                 "authorizationCode": code,
                 "redirectUri": redirect,
                 "isTestDevice": True,
@@ -140,7 +146,7 @@ def test_every_route_answers_each_caller_as_the_matrix_says(
                 system.gateway_url + path,
                 headers={"Authorization": authorization} if authorization else {},
                 timeout=30,
-                **_request_options(kind, route_key, device, other, system),
+                **_request_options(kind, route_key, device, other, system, client),
             )
             got[route_key][kind] = response.status_code
             by_gateway = FUNCTION_ANSWER_HEADER not in response.headers
@@ -172,13 +178,147 @@ def test_another_users_registration_attempt_leaves_the_owner_linked(
         f"/v1/devices/{device.serial}/registration",
         authorization=f"Bearer {intruder.app_token}",
         expect=(409,),
-        body={"modelId": MODEL_ID, "authorizationCode": code, "redirectUri": redirect},
+        # Even holding the device's pairing code (a second-hand buyer, say): the owner must unlink first.
+        body={
+            "modelId": MODEL_ID,
+            "pairingCode": client.pairing_code(device.serial, MODEL_ID),
+            "authorizationCode": code,
+            "redirectUri": redirect,
+        },
     )
 
     # Then it is refused before the code is exchanged: the owner's device is still linked and reports
     assert status == 409
     assert client.get_device(device)["status"] == "LINKED"
     client.post_usage(device, [remaining("Filter", 70.0, system.clock.now())])
+
+
+# ------------------------------------------------------------------------------ 1b. revocation
+
+# How a device's link ends; after each, the credential of the ended link must be refused at once.
+LINK_ENDINGS = ("unlinked", "relinked_by_the_same_customer", "relinked_by_another_customer", "deregistered")
+
+
+def _end_link(
+    ending: str, device: LinkedDevice, client: SandboxClient, system: EmbeddedSystem
+) -> LinkedDevice | None:
+    """End ``device``'s link the way ``ending`` says; the device as newly linked, if it was."""
+    serial = device.serial
+    if ending == "unlinked":
+        client.unlink(device)
+        return None
+    if ending == "relinked_by_the_same_customer":
+        return client.link_device(device.customer, MODEL_ID, serial, SLOTS, is_test=True)
+    if ending == "relinked_by_another_customer":
+        client.unlink(device)
+        newcomer = client.create_customer(f"next owner of {serial}")
+        return client.link_device(newcomer, MODEL_ID, serial, SLOTS, is_test=True)
+    system.advance(60)  # a minute after linking: well inside the authorizer cache's 300 s
+    system.control.deregister_device(serial)  # type: ignore[union-attr]
+    system.drain()  # DeviceDeregisteredNotification through SNS, SQS and the notifications function
+    return None
+
+
+@pytest.mark.parametrize("ending", LINK_ENDINGS)
+def test_a_credential_of_an_ended_link_is_refused_at_once_despite_the_authorizer_cache(
+    system: EmbeddedSystem, client: SandboxClient, ending: str
+) -> None:
+    # Given a linked device that reported, so the gateway caches its authorizer's "allow"
+    owner = client.create_customer(f"revocation {ending}")
+    device = client.link_device(
+        owner, MODEL_ID, f"REVOKE{LINK_ENDINGS.index(ending):03d}", SLOTS, is_test=True
+    )
+    client.post_usage(device, [remaining("Filter", 80.0, system.clock.now())])
+
+    # When its link ends, and the device reports again with its old credential at once
+    successor = _end_link(ending, device, client, system)
+    stored = table_snapshot(system)
+    authorizer_runs = sum(system.gateway.authorizer_invocations.values())  # type: ignore[union-attr]
+    status, answer = client.post_usage(
+        device, [remaining("Filter", 5.0, system.clock.now())], expect=(202, 403)
+    )
+
+    # Then the gateway let it through on its cached answer (no authorizer run), and the usage write
+    # refused it: 403, nothing stored
+    assert sum(system.gateway.authorizer_invocations.values()) == authorizer_runs  # type: ignore[union-attr]
+    assert (status, (answer or {}).get("error", {}).get("code")) == (403, "CREDENTIAL_REVOKED")
+    assert table_snapshot(system) == stored
+    # And the new link's credential works
+    if successor is not None:
+        client.post_usage(successor, [remaining("Filter", 70.0, system.clock.now())])
+
+
+# ------------------------------------------------------------------------------ 1c. proof of possession
+
+# What the app sends as the pairing code in each case (None: no field); every one is refused with 403.
+POSSESSION_CASES = ("no_code", "another_devices_code", "wrong_code", "unknown_serial")
+
+
+def _without_counters(snapshot: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The snapshot without the registry's failed-attempt count: what a refused pairing may write."""
+    return {
+        table: sorted(
+            (
+                {k: v for k, v in item.items() if k not in ("failedPairingAttempts", "pairingLockedUntil")}
+                for item in items
+            ),
+            key=repr,
+        )
+        for table, items in snapshot.items()
+    }
+
+
+@pytest.mark.parametrize("case", POSSESSION_CASES)
+def test_linking_without_proof_of_possession_is_refused_and_stores_nothing(
+    system: EmbeddedSystem, client: SandboxClient, case: str
+) -> None:
+    # Given a manufactured device, another one, and a customer who consented for the first
+    number = POSSESSION_CASES.index(case)
+    serial = f"UNKNOWN{number:03d}" if case == "unknown_serial" else f"PAIRING{number:03d}A"
+    if case != "unknown_serial":
+        client.provision_device(serial, MODEL_ID)
+    other_code = client.provision_device(f"PAIRING{number:03d}B", MODEL_ID)
+    customer = client.create_customer(f"possession {case}")
+    code, redirect = system.control.authorize(  # type: ignore[union-attr]
+        customer.customer_id, model_id=MODEL_ID, serial=serial, slots=_slots_json()
+    )
+    pairing = {"no_code": None, "another_devices_code": other_code}.get(case, "ZZZZZ-ZZZZZ")
+    body = {"authorizationCode": code, "redirectUri": redirect, "modelId": MODEL_ID}
+    if pairing is not None:
+        body["pairingCode"] = pairing
+    before = table_snapshot(system)
+
+    # When the app links it
+    status, answer = client.request(
+        "POST",
+        f"/v1/devices/{serial}/registration",
+        authorization=f"Bearer {customer.app_token}",
+        expect=(201, 403),
+        body=body,
+    )
+
+    # Then 403, nothing stored (a wrong code is counted against the serial, nothing else), the
+    # consent unspent
+    assert (status, answer["error"]["code"] if status == 403 else answer) == (403, "PAIRING_CODE_REJECTED")
+    assert _without_counters(table_snapshot(system)) == _without_counters(before)
+    assert not [c for c in system.control.calls() if c["operation"] == "token" and c.get("serial") == serial]  # type: ignore[union-attr]
+
+
+def test_the_sandbox_provisions_devices_with_a_code_shown_once(system: EmbeddedSystem) -> None:
+    # When a device is provisioned, then again, and with a bad body
+    url = f"{system.gateway_url}/__sandbox/devices"
+    first = requests.post(url, json={"serial": "FACTORY001", "modelId": MODEL_ID}, timeout=30)
+    again = requests.post(url, json={"serial": "FACTORY001", "modelId": MODEL_ID}, timeout=30)
+    bad = requests.post(url, json={"serial": "FACTORY 002"}, timeout=30)
+
+    # Then 201 with the code, 409 for a serial registered already, 400 for a bad body
+    assert first.status_code == 201
+    body = first.json()
+    assert set(body) == {"serial", "modelId", "pairingCode"} and body["serial"] == "FACTORY001"
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "DEVICE_ALREADY_PROVISIONED")
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "INVALID_REQUEST")
+    # And the code is stored only as its hash
+    assert body["pairingCode"] not in repr(table_snapshot(system))
 
 
 # ------------------------------------------------------------------------------ 2. the log scan
@@ -236,7 +376,9 @@ def _full_flow(system: EmbeddedSystem, client: SandboxClient) -> dict[str, str]:
     leaving = client.link_device(ben, MODEL_ID, "LOGSCAN03", SLOTS)
     for device in (filter_, mobile, leaving):
         secrets_seen[f"{device.serial} credential"] = device.device_token
-    # A code LWA refuses, and a device credential that is wrong.
+        secrets_seen[f"{device.serial} pairing code"] = client.pairing_codes[device.serial]
+    # A code LWA refuses, a wrong pairing code, and a device credential that is wrong.
+    secrets_seen["LOGSCAN09 pairing code"] = client.provision_device("LOGSCAN09", MODEL_ID)
     client.request(
         "POST",
         "/v1/devices/LOGSCAN09/registration",
@@ -244,6 +386,20 @@ def _full_flow(system: EmbeddedSystem, client: SandboxClient) -> dict[str, str]:
         expect=400,
         body={
             "modelId": MODEL_ID,
+            "pairingCode": client.pairing_codes["LOGSCAN09"],
+            "authorizationCode": "ANnotarealcode",
+            "redirectUri": "https://localhost/callback",
+        },
+    )
+    wrong_pairing_code = "ZZZZZ-ZZZZZ"
+    secrets_seen["wrong pairing code"] = wrong_pairing_code
+    client.request(
+        "POST",
+        "/v1/devices/LOGSCAN09/registration",
+        authorization=f"Bearer {ana.app_token}",
+        expect=403,
+        body={
+            "pairingCode": wrong_pairing_code,
             "authorizationCode": "ANnotarealcode",
             "redirectUri": "https://localhost/callback",
         },

@@ -3,7 +3,7 @@ access logs, least-privilege roles. Properties, not counts.
 
 The app is synthesized once per module. The device authorizer only enters a template with a device
 route (issue 4 adds the usage route), so a small second stack adds one, with a context override of
-the authorizer cache period.
+the authorizer cache period (and of the linking settings).
 """
 
 from __future__ import annotations
@@ -38,7 +38,14 @@ def template() -> Template:
 
 @pytest.fixture(scope="module")
 def device_route_template() -> Template:
-    app = cdk.App(context={"aws:cdk:bundling-stacks": [], "authorizerCacheSeconds": 60})
+    app = cdk.App(
+        context={
+            "aws:cdk:bundling-stacks": [],
+            "authorizerCacheSeconds": 60,
+            "requirePairingCode": False,
+            "settingsExitSchemes": "myapp,myapp-beta",
+        }
+    )
     stack = cdk.Stack(app, "ApiOnly")
     api = Api(
         stack,
@@ -254,3 +261,25 @@ def test_device_routes_must_carry_the_serial() -> None:
     )
     with pytest.raises(ValueError, match="serial"):
         api.add_device_route("POST", "/v1/usage", api.companion_api_function.function)
+
+
+def _companion_environment(template: Template) -> dict[str, Any]:
+    functions = resources(
+        template,
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({"POWERTOOLS_SERVICE_NAME": "companion_api"})}},
+    )
+    (function,) = functions.values()
+    return function["Properties"]["Environment"]["Variables"]
+
+
+def test_linking_requires_the_pairing_code_unless_the_stage_says_otherwise(
+    template: Template, device_route_template: Template
+) -> None:
+    # By default: pairing codes required, the settings page returns to https only
+    default = _companion_environment(template)
+    assert default["REQUIRE_PAIRING_CODE"] == "true" and "SETTINGS_EXIT_SCHEMES" not in default
+    # A stage with context requirePairingCode=false and its app's schemes
+    configured = _companion_environment(device_route_template)
+    assert configured["REQUIRE_PAIRING_CODE"] == "false"
+    assert configured["SETTINGS_EXIT_SCHEMES"] == "myapp,myapp-beta"

@@ -223,9 +223,12 @@ def test_function_has_exactly_the_permissions_it_uses(template):
     table = logical_id(template, "AWS::DynamoDB::Table", "DataState")
     tokens = logical_id(template, "AWS::DynamoDB::Table", "DataTokens")
     idempotency = logical_id(template, "AWS::DynamoDB::Table", "DataIdempotency")
-    # Then: read and conditionally update state; delete tokens (never read them); the idempotency
+    # Then: read, query (a deregistration ends the link on every slot) and conditionally update state;
+    # delete tokens (never read them); the idempotency
     # records; decrypt with the key; consume the queue; and its own logs
-    assert granted[("dynamodb:GetItem", "dynamodb:UpdateItem")] == {"Fn::GetAtt": [table, "Arn"]}
+    assert granted[("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem")] == {
+        "Fn::GetAtt": [table, "Arn"]
+    }
     assert granted[("dynamodb:DeleteItem",)] == {"Fn::GetAtt": [tokens, "Arn"]}
     assert granted[
         ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
@@ -241,7 +244,7 @@ def test_function_has_exactly_the_permissions_it_uses(template):
         )
     ] == {"Fn::GetAtt": [queue_id(template), "Arn"]}
     assert set(granted) == {
-        ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+        ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         ("dynamodb:DeleteItem",),
         ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
         ("kms:Decrypt",),

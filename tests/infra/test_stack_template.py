@@ -55,6 +55,7 @@ EXPECTED_ACTIONS: dict[str, list[str]] = {
         "dynamodb:DeleteItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:Query",
         "dynamodb:UpdateItem",
         "kms:Decrypt",
         "logs:CreateLogStream",

@@ -61,6 +61,7 @@ def _options(
         code = api.consent(caller, device.serial)
         body = {
             "modelId": "WaterFilterPro",
+            "pairingCode": api.pairing_code(device.serial),
             "authorizationCode": code,
             "redirectUri": "https://localhost/callback",
         }
@@ -160,7 +161,8 @@ def test_device_route_authorization(api: Api) -> None:
         "other_device": False,
         "right": True,
     }
-    assert decisions["right"]["context"] == {"serial": device.serial}
+    assert set(decisions["right"]["context"]) == {"serial", "linkId"}
+    assert decisions["right"]["context"]["serial"] == device.serial
     # And A's credential on B's path is refused: the credential is bound to its serial
     assert (
         api.device_authorizer(other.serial, f"Device {device.device_token}", USAGE)["isAuthorized"] is False

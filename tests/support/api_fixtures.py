@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from drs_core import dependencies
-from drs_core.clock import ManualClock
+from drs_core.adapters.device_registry import DeviceRegistry
+from drs_core.clock import ManualClock, default_clock
+from drs_core.domain.pairing import hash_pairing_code, new_pairing_code
 from sandbox.simulator import SimulatorServer
 from sandbox.simulator.control import SimulatorControl, s256_challenge
 from tests.conftest import SIM_CLIENT_ID, SIM_CLIENT_SECRET, AwsEnv, LambdaContext
@@ -96,12 +98,31 @@ class Api:
     """The gateway plus the simulator's control client: what a test drives."""
 
     def __init__(
-        self, gateway: Gateway, sim: SimulatorControl, server: SimulatorServer, fns: Functions
+        self,
+        gateway: Gateway,
+        sim: SimulatorControl,
+        server: SimulatorServer,
+        fns: Functions,
+        registry: DeviceRegistry,
     ) -> None:
         self.gateway = gateway
         self.sim = sim
         self.server = server
         self.functions = fns
+        self.registry = registry
+        # Pairing codes of the devices provisioned here, by serial (a re-link needs the same one).
+        self.pairing_codes: dict[str, str] = {}
+
+    def provision(self, serial: str, model_id: str = MODEL_ID) -> str:
+        """The device leaves the factory: registered with a fresh pairing code, which is returned."""
+        code = new_pairing_code()
+        assert self.registry.provision(serial, model_id, hash_pairing_code(code), default_clock().now())
+        self.pairing_codes[serial] = code
+        return code
+
+    def pairing_code(self, serial: str) -> str:
+        """The device's pairing code, as the app reads it off the device: provisioned on first use."""
+        return self.pairing_codes.get(serial) or self.provision(serial)
 
     def request(self, method: str, template: str, path: str | None = None, **options: Any) -> Answer:
         return self.gateway.request(method, template, path, **options)
@@ -139,15 +160,21 @@ class Api:
         verifier: str | None = None,
         is_test_device: bool = True,
         authorization: str | None = None,
+        pairing_code: str | None = None,
     ) -> Answer:
+        """``POST …/registration`` with ``pairing_code`` (default: the device's own, see ``pairing_code``;
+        ``""``: none sent)."""
         body: dict[str, Any] = {
             "modelId": MODEL_ID,
+            "pairingCode": self.pairing_code(serial) if pairing_code is None else pairing_code,
             "authorizationCode": code,
             "redirectUri": REDIRECT_URI,
             "isTestDevice": is_test_device,
         }
         if verifier is not None:
             body["codeVerifier"] = verifier
+        if not body["pairingCode"]:
+            del body["pairingCode"]
         return self.request(
             "POST",
             REGISTRATION,
@@ -211,6 +238,7 @@ def api(
         "HTTP_READ_TIMEOUT": "2",
         "HTTP_MAX_ATTEMPTS": "2",
         "HTTP_MAX_TOTAL_SECONDS": "3",
+        "SETTINGS_EXIT_SCHEMES": "myapp",
     }.items():
         monkeypatch.setenv(name, value)
     dependencies.reset()
@@ -223,4 +251,4 @@ def api(
     for method, template in COMPANION_ROUTES:
         gateway.route(method, template, fns.companion_api.handler, fns.companion_authorizer.handler)
     gateway.route("GET", OPENAPI, fns.companion_api.handler, None)
-    return Api(gateway, control, server, fns)
+    return Api(gateway, control, server, fns, DeviceRegistry(aws.state_table, dynamodb=aws.dynamodb))

@@ -13,6 +13,7 @@ from drs_core.clock import default_clock
 from drs_core.settings import Settings, SettingsError, settings
 
 if TYPE_CHECKING:
+    from drs_core.adapters.device_registry import DeviceRegistry
     from drs_core.adapters.drs_client import DrsClient
     from drs_core.adapters.lwa_client import LwaClient
     from drs_core.adapters.report_store import ReportStore
@@ -35,6 +36,14 @@ def repository() -> StateRepository:
     from drs_core.adapters.state_repository import StateRepository
 
     return StateRepository(_require(settings().state_table, "STATE_TABLE"))
+
+
+@cache
+def device_registry() -> DeviceRegistry:
+    """The registry of manufactured devices (pairing-code hashes), in the state table."""
+    from drs_core.adapters.device_registry import DeviceRegistry
+
+    return DeviceRegistry(_require(settings().state_table, "STATE_TABLE"))
 
 
 @cache
@@ -114,7 +123,16 @@ def token_vault() -> TokenVault:
 
 def reset() -> None:
     """Forget every built adapter and the cached settings (tests, the sandbox)."""
-    for factory in (repository, usage_store, http_session, drs_client, lwa_client, token_vault, settings):
+    for factory in (
+        repository,
+        device_registry,
+        usage_store,
+        http_session,
+        drs_client,
+        lwa_client,
+        token_vault,
+        settings,
+    ):
         factory.cache_clear()
     from aws_lambda_powertools.utilities import parameters
 

@@ -145,6 +145,41 @@ class UnknownSlot(DomainError):
     code, status = "UNKNOWN_SLOT", 400
 
 
+class PairingCodeRejected(DomainError):
+    """Linking without proof of possession: an unknown serial, or a missing or wrong pairing code.
+    Both answer the same, so the answer does not tell which serials exist."""
+
+    code, status = "PAIRING_CODE_REJECTED", 403
+
+
+class PairingLocked(DomainError):
+    """Too many wrong pairing codes for this serial in a row: linking it waits out the lock."""
+
+    code, status = "PAIRING_LOCKED", 429
+
+
+class ModelMismatch(DomainError):
+    """The registration names a model other than the one the device was manufactured as."""
+
+    code, status = "MODEL_MISMATCH", 400
+
+
+class ConflictingReadings(DomainError):
+    """One request reports two different readings of one slot at one ``observedAt``."""
+
+    code, status = "CONFLICTING_READINGS", 400
+
+
+class CredentialRevoked(DomainError):
+    """The device credential belongs to a link that has ended (unlinked, re-linked or deregistered).
+
+    403 like API Gateway's own denial once its cached authorizer answer expires: a device sees the same
+    status either way.
+    """
+
+    code, status = "CREDENTIAL_REVOKED", 403
+
+
 class InvalidReading(DomainError):
     """A usage reading that is well-formed but unacceptable (e.g. observed too far in the future)."""
 

@@ -28,6 +28,8 @@ ENV_VARS: dict[str, str] = {
     "HTTP_MAX_ATTEMPTS": "http_max_attempts",
     "HTTP_MAX_TOTAL_SECONDS": "http_max_total_seconds",
     "REPORT_QUEUE_URL": "report_queue_url",
+    "REQUIRE_PAIRING_CODE": "require_pairing_code",
+    "SETTINGS_EXIT_SCHEMES": "settings_exit_schemes",
 }
 
 
@@ -49,13 +51,29 @@ def _attempts(text: str) -> int:
     return value
 
 
-# How a numeric setting is read from its text; every other setting is a string. A plain dataclass, not a
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return value == "true"
+
+
+def _schemes(text: str) -> tuple[str, ...]:
+    schemes = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    if not all(s[0].isalpha() and set(s) <= set("abcdefghijklmnopqrstuvwxyz0123456789+-.") for s in schemes):
+        raise ValueError("must be comma-separated URI schemes")
+    return schemes
+
+
+# How a typed setting is read from its text; every other setting is a string. A plain dataclass, not a
 # pydantic model: functions that parse no JSON body (authorizers, reorder, reporting) load no pydantic.
 _CONVERTERS: dict[str, Callable[[str], object]] = {
     "http_connect_timeout": _positive,
     "http_read_timeout": _positive,
     "http_max_attempts": _attempts,
     "http_max_total_seconds": _positive,
+    "require_pairing_code": _flag,
+    "settings_exit_schemes": _schemes,
 }
 
 
@@ -76,6 +94,11 @@ class Settings:
     http_max_attempts: int = 4
     http_max_total_seconds: float = 20.0
     report_queue_url: str | None = None
+    # Linking must prove possession of the device with its pairing code (context ``requirePairingCode``).
+    require_pairing_code: bool = True
+    # Schemes besides https that the settings page may return to: the companion app's own (context
+    # ``settingsExitSchemes``, comma-separated).
+    settings_exit_schemes: tuple[str, ...] = ()
 
 
 def load_settings(environ: Mapping[str, str] | None = None, required: Iterable[str] = ()) -> Settings:

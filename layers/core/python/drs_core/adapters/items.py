@@ -9,7 +9,7 @@ values are left out of items (never NULL), which keeps sparse indexes sparse.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -35,6 +35,10 @@ class Attr:
     LAST_ACTIVE = "lastActiveAt"
     CREDENTIAL_HASH = "credentialHash"
     LINKED_AT = "linkedAt"
+    # On the device item and every slot item: which link the device credential belongs to. The usage
+    # write requires the slot's to equal the one the device authorizer vouched for, so an unlink or a
+    # re-link (which change or remove it) refuses an old credential at once, cached authorizer or not.
+    LINK_ID = "linkId"
     VERSION = "version"
     REPORT_BUCKET = schema.REPORT_INDEX_PK  # derived from the serial: puts the device in the report index
 
@@ -142,6 +146,59 @@ class TableGateway:
                 raise
             return Refused(err.response.get("Item"))
         return answer["Attributes"]
+
+    def slot_keys(self, serial: str) -> list[dict[str, str]]:
+        """The keys of every slot item of the device (a keys-only, consistent Query of its partition)."""
+        pages = self.query(
+            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :slot)",
+            ProjectionExpression="#pk, #sk",
+            ExpressionAttributeNames={"#pk": schema.STATE_PK, "#sk": schema.STATE_SK},
+            ExpressionAttributeValues={
+                ":pk": {"S": schema.device_pk(serial)},
+                ":slot": {"S": schema.SLOT_PREFIX},
+            },
+            ConsistentRead=True,
+        )
+        return [{name: value["S"] for name, value in item.items()} for item in pages]
+
+    def transact_updates(
+        self, writes: Sequence[tuple[Mapping[str, str], UpdateBuilder, str]]
+    ) -> Refused | None:
+        """Conditional UpdateItems ``(key, update, condition)`` in one transaction: all or none.
+
+        None when every write happened; ``Refused`` carrying the first write's item (None if absent)
+        when the first write's condition failed. Any other cancellation is raised.
+        """
+        if len(writes) > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"a transaction holds at most {MAX_TRANSACTION_ITEMS} writes")
+        items = [
+            {
+                "Update": {
+                    "TableName": self._table_name,
+                    "Key": key_item(key),
+                    "ConditionExpression": condition,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    **update.kwargs(),
+                }
+            }
+            for key, update, condition in writes
+        ]
+        try:
+            self._dynamodb.transact_write_items(TransactItems=items)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = err.response.get("CancellationReasons") or []
+            first = reasons[0] if reasons else {}
+            others_failed = any(r.get("Code") not in (None, "None") for r in reasons[1:])
+            if first.get("Code") == "ConditionalCheckFailed" and not others_failed:
+                return Refused(first.get("Item"))
+            raise
+        return None
+
+
+# DynamoDB's limit on the writes of one TransactWriteItems.
+MAX_TRANSACTION_ITEMS = 100
 
 
 class Refused:
@@ -289,6 +346,7 @@ def device_attributes(device: Device) -> dict[str, AttributeValue | None]:
         Attr.LAST_ACTIVE: time_av(device.last_active_at),
         Attr.CREDENTIAL_HASH: opt_str_av(device.credential_hash),
         Attr.LINKED_AT: time_av(device.linked_at),
+        Attr.LINK_ID: opt_str_av(device.link_id),
         Attr.REPORT_BUCKET: str_av(schema.report_bucket(device.serial)),
     }
 
@@ -312,6 +370,7 @@ def device_from_item(item: Item) -> Device:
         credential_hash=get_str(item, Attr.CREDENTIAL_HASH),
         linked_at=get_time(item, Attr.LINKED_AT),
         version=get_int(item, Attr.VERSION, 0),
+        link_id=get_str(item, Attr.LINK_ID),
     )
 
 

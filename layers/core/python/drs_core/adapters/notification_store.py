@@ -37,7 +37,7 @@ from drs_core.adapters.items import (
     str_av,
     time_av,
 )
-from drs_core.adapters.state_repository import StateRepository
+from drs_core.adapters.state_repository import StateRepository, slot_link_writes
 from drs_core.clock import to_iso
 from drs_core.domain.models import DeviceStatus, OrderState, Slot, SlotOrder, SlotPolicy
 from drs_core.domain.order_lifecycle import RANK
@@ -284,7 +284,8 @@ class NotificationStore(StateRepository):
         return Written.STALE if isinstance(item, Refused) else Written.APPLIED
 
     def record_deregistration(self, serial: str, *, at: datetime) -> Written:
-        """Mark the device ``DEREGISTERED`` as of ``at``.
+        """Mark the device ``DEREGISTERED`` as of ``at`` and end its link: the link id leaves the device
+        and every slot in the same transaction, so the device credential is refused at once.
 
         STALE when the device was linked at or after ``at`` (the message is about an earlier
         registration: re-linking a serial makes DRS deregister the previous registration first) or a
@@ -293,6 +294,7 @@ class NotificationStore(StateRepository):
         update = UpdateBuilder()
         update.set(Attr.STATUS, str_av(DeviceStatus.DEREGISTERED.value))
         update.set(Attr.DEREGISTERED_NOTIFICATION, time_av(at))
+        update.remove(Attr.LINK_ID)
         update.bump_version()
         at_value = update.value(str_av(to_iso(at)))
         linked, last = update.name(Attr.LINKED_AT), update.name(Attr.DEREGISTERED_NOTIFICATION)
@@ -301,7 +303,8 @@ class NotificationStore(StateRepository):
             f" AND (attribute_not_exists({linked}) OR {linked} < {at_value})"
             f" AND (attribute_not_exists({last}) OR {last} <= {at_value})"
         )
-        item = self.conditional_update(schema.device_key(serial), update, condition)
+        writes = [(schema.device_key(serial), update, condition), *slot_link_writes(self, serial, None)]
+        item = self.transact_updates(writes)
         if isinstance(item, Refused):
             if item.item is None:
                 return Written.MISSING

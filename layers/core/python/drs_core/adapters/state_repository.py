@@ -45,6 +45,19 @@ from drs_core.errors import DeviceAlreadyLinked, SlotNotFound
 from drs_core.observability import logger
 
 
+def slot_link_writes(
+    gateway: TableGateway, serial: str, link_id: str | None
+) -> list[tuple[dict[str, str], UpdateBuilder, str]]:
+    """Transaction writes that set (or, for None, remove) ``linkId`` on every existing slot of a device."""
+    writes = []
+    for key in gateway.slot_keys(serial):
+        stamp = UpdateBuilder()
+        stamp.set(Attr.LINK_ID, str_av(link_id) if link_id is not None else None)
+        stamp.bump_version()
+        writes.append((key, stamp, f"attribute_exists({stamp.name(schema.STATE_PK)})"))
+    return writes
+
+
 class StateRepository(TableGateway):
     """Reads and guarded writes of the state table, in domain models."""
 
@@ -125,7 +138,10 @@ class StateRepository(TableGateway):
 
         Allowed when the device is new, has no owner yet (a ``DeviceRegisteredNotification`` may create
         the item before the app finishes linking), is already the same owner's (re-link rotates
-        credentials), or deregistered (a new customer may take it). The device item is written as given.
+        credentials), or deregistered (a new customer may take it). The device item is written as given,
+        and in the same transaction every existing slot takes the new ``link_id``: from that write on, a
+        credential of an earlier link is refused by the usage write even while API Gateway still caches
+        its authorizer's answer.
         """
         update = UpdateBuilder()
         for attribute, value in {**device_attributes(device), Attr.OWNER_ID: str_av(owner_id)}.items():
@@ -137,11 +153,31 @@ class StateRepository(TableGateway):
             f" OR {update.name(Attr.OWNER_ID)} = {update.value(str_av(owner_id))}"
             f" OR {update.name(Attr.STATUS)} = {update.value(str_av(DeviceStatus.DEREGISTERED.value))}"
         )
-        item = self.conditional_update(schema.device_key(device.serial), update, condition)
-        if isinstance(item, Refused):
+        stamps = slot_link_writes(self, device.serial, device.link_id)
+        refused = self.transact_updates([(schema.device_key(device.serial), update, condition), *stamps])
+        if refused is not None:
             logger.info("link refused: device linked to another account", extra={"serial": device.serial})
             raise DeviceAlreadyLinked(f"device {device.serial} is linked to another account")
-        return device_from_item(item)
+        linked = self.get_device(device.serial, consistent=True)
+        assert linked is not None  # written just now
+        return linked
+
+    def unlink_device(self, serial: str) -> Device | None:
+        """Mark the device ``DEREGISTERED`` and take the link id off it and every slot, in one transaction.
+
+        The device authorizer refuses a deregistered device, and the usage write a slot without the
+        credential's link id, so the device credential stops working at once. None if there is no
+        device item.
+        """
+        update = UpdateBuilder()
+        update.set(Attr.STATUS, str_av(DeviceStatus.DEREGISTERED.value))
+        update.remove(Attr.LINK_ID)
+        update.bump_version()
+        condition = f"attribute_exists({update.name(schema.STATE_PK)})"
+        stamps = slot_link_writes(self, serial, None)
+        if self.transact_updates([(schema.device_key(serial), update, condition), *stamps]) is not None:
+            return None
+        return self.get_device(serial, consistent=True)
 
     # --- slots -----------------------------------------------------------------------------------
 
@@ -165,8 +201,12 @@ class StateRepository(TableGateway):
         quantity: float | None,
         unit: str | None,
         default_policy: SlotPolicy | None = None,
+        link_id: str | None = None,
     ) -> Slot:
         """Record the slot's subscription (DRS ``subscriptionInfo`` / SubscriptionChanged).
+
+        ``link_id`` (linking) stamps the slot with the current link, so the device credential of that
+        link may write its readings.
 
         A new slot starts with zeroed counters, no order and ``default_policy`` (the model's, else
         ``SlotPolicy()``); an existing slot keeps its counters, order state and policy. ``asin`` None
@@ -177,6 +217,8 @@ class StateRepository(TableGateway):
         update = UpdateBuilder()
         update.set(Attr.SUBSCRIBED, {"BOOL": subscribed})
         update.set(Attr.ASIN, str_av(asin) if asin is not None else None)
+        if link_id is not None:
+            update.set(Attr.LINK_ID, str_av(link_id))
         if quantity is not None:
             update.set(Attr.ORIGINAL_QTY, num_av(quantity))
         if unit is not None:

@@ -58,7 +58,7 @@ from drs_core.domain.models import (
     SlotOrder,
 )
 from drs_core.domain.reorder_policy import MAX_CANCELS_BEFORE_REFILL
-from drs_core.errors import SlotBusy, UnknownSlot
+from drs_core.errors import CredentialRevoked, SlotBusy, UnknownSlot
 from drs_core.observability import logger
 
 # Exact writes retried this often when other writers keep moving the slot's version.
@@ -186,9 +186,17 @@ class UsageStore(TableGateway):
 
     # --- hot path --------------------------------------------------------------------------------
 
-    def try_fast(self, serial: str, slot_id: str, reading: Reading, now: datetime) -> FastAttempt:
-        """The one blind conditional write; the item before it comes back whether accepted or not."""
+    def try_fast(
+        self, serial: str, slot_id: str, reading: Reading, now: datetime, *, link_id: str | None = None
+    ) -> FastAttempt:
+        """The one blind conditional write; the item before it comes back whether accepted or not.
+
+        With ``link_id`` the write also requires the slot to belong to that link (``Attr.LINK_ID``):
+        a credential of an ended link is refused by this same write, with no read.
+        """
         update, condition = fast_write(reading, now)
+        if link_id is not None:
+            condition = f"{update.name(Attr.LINK_ID)} = {update.value(str_av(link_id))} AND {condition}"
         try:
             answer = self._dynamodb.update_item(
                 TableName=self._table_name,
@@ -212,11 +220,13 @@ class UsageStore(TableGateway):
         now: datetime,
         *,
         first: FastAttempt | None = None,
+        link_id: str | None = None,
     ) -> ReadingResult:
         """Apply one reading: the blind write, then (if refused) the exact one; ``first`` is a blind
-        attempt already made. Raises ``UnknownSlot`` for a missing slot, ``SlotBusy`` if the slot's
-        version kept moving under the exact write."""
-        attempt = first or self.try_fast(serial, slot_id, reading, now)
+        attempt already made. Raises ``UnknownSlot`` for a missing slot, ``CredentialRevoked`` when the
+        slot is not of link ``link_id`` (if given), ``SlotBusy`` if the slot's version kept moving under
+        the exact write."""
+        attempt = first or self.try_fast(serial, slot_id, reading, now, link_id=link_id)
         if attempt.accepted:
             assert attempt.item is not None
             state = state_from_item(attempt.item)
@@ -227,11 +237,13 @@ class UsageStore(TableGateway):
         for _ in range(MAX_ROUNDS):
             if item is None:
                 raise UnknownSlot(f"slot {slot_id} is not a slot of this device")
+            if not of_link(item, link_id):
+                raise CredentialRevoked("this device credential's link has ended; link the device again")
             state = state_from_item(item)
             outcome = usage.apply_reading(state, reading, now)
             if not outcome.applied:
                 return ReadingResult(item, item, applied=False, fast=False)
-            written = self._write_exact(serial, slot_id, item, state, outcome.state)
+            written = self._write_exact(serial, slot_id, item, state, outcome.state, link_id)
             if not isinstance(written, Refused):
                 self._close_delivered_order(serial, slot_id, state.order, outcome.state.order, reading)
                 return ReadingResult(item, written, True, fast=False, due_raised=outcome.due_raised)
@@ -363,7 +375,13 @@ class UsageStore(TableGateway):
     # --- internals -------------------------------------------------------------------------------
 
     def _write_exact(
-        self, serial: str, slot_id: str, item: Item, old: usage.UsageState, new: usage.UsageState
+        self,
+        serial: str,
+        slot_id: str,
+        item: Item,
+        old: usage.UsageState,
+        new: usage.UsageState,
+        link_id: str | None = None,
     ) -> Item | Refused:
         """Write ``new`` over ``item`` if the slot is still at ``old.version``; the new item, or the
         refusal carrying the current one."""
@@ -378,6 +396,8 @@ class UsageStore(TableGateway):
             condition = (
                 f"attribute_exists({update.name(schema.STATE_PK)}) AND attribute_not_exists({version})"
             )
+        if link_id is not None:
+            condition += f" AND {update.name(Attr.LINK_ID)} = {update.value(str_av(link_id))}"
         try:
             self._dynamodb.update_item(
                 TableName=self._table_name,
@@ -401,6 +421,11 @@ class UsageStore(TableGateway):
             update.set_if_absent(Attr.DELIVERED_AT, str_av(to_iso(reading.observed_at)))
             update.set_if_absent(Attr.SLOT_ID, str_av(slot_id))
             self.update(schema.order_key(serial, before.instance_id), update)
+
+
+def of_link(item: Item, link_id: str | None) -> bool:
+    """True when the slot ``item`` belongs to link ``link_id`` (always, when no link is asked for)."""
+    return link_id is None or item.get(Attr.LINK_ID) == str_av(link_id)
 
 
 def fast_write(reading: Reading, now: datetime) -> tuple[_Update, str]:

@@ -6,11 +6,20 @@ the settings link and test orders. Shared parts (bases, identifiers, ``SlotView`
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from drs_core.api.models import ModelId, RequestModel, ResponseModel, SlotView, iso, slot_view
+from drs_core.api.models import (
+    MIN_NONZERO,
+    ModelId,
+    RequestModel,
+    ResponseModel,
+    SlotView,
+    Storable,
+    iso,
+    slot_view,
+)
 from drs_core.domain.models import Device, Slot
 from drs_core.domain.usage import last_active_at
 
@@ -24,7 +33,14 @@ class RegistrationRequest(RequestModel):
     ``scope_data``: DRS never tells the backend, and test-order cancellation depends on it.
     """
 
-    modelId: ModelId
+    modelId: ModelId | None = Field(
+        default=None, description="Optional where pairing codes are checked: the registry's model is used"
+    )
+    pairingCode: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9 -]{4,32}$",
+        description="The code the app read from the device (proof of possession); required by default",
+    )
     authorizationCode: str = Field(min_length=1, max_length=2048)
     redirectUri: str = Field(min_length=1, max_length=2048)
     # RFC 7636: 43 to 128 characters of the unreserved set.
@@ -35,8 +51,12 @@ class RegistrationRequest(RequestModel):
 class PolicyUpdateRequest(RequestModel):
     """``PUT …/slots/{slotId}/policy``: the fields to change; at least one."""
 
-    thresholdFraction: float | None = Field(default=None, ge=0, le=1)
-    leadTimeDays: float | None = Field(default=None, ge=0, le=90)
+    thresholdFraction: Annotated[
+        float | None, Field(ge=0, le=1, description=f"0 or from {MIN_NONZERO}"), Storable
+    ] = None
+    leadTimeDays: Annotated[
+        float | None, Field(ge=0, le=90, description=f"0 or from {MIN_NONZERO}"), Storable
+    ] = None
     autoReorder: bool | None = None
 
     @model_validator(mode="after")

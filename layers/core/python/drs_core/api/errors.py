@@ -31,8 +31,11 @@ from drs_core.errors import (
     LwaRetryableError,
 )
 from drs_core.observability import logger
+from drs_core.paths import decode_event_path
 
 MAX_BODY_BYTES = 64 * 1024
+# No request of the contract nests deeper than 4; 32 leaves room and stays far from the parser's stack.
+MAX_JSON_DEPTH = 32
 # How many validation problems one answer lists; the rest are counted.
 _MAX_LISTED_PROBLEMS = 5
 
@@ -70,19 +73,64 @@ def body_size(event: dict[str, Any]) -> int:
     return len(body.encode("utf-8"))
 
 
+def json_depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the JSON ``text`` nests arrays and objects deeper than ``limit`` (brackets inside
+    strings do not count). Counting first is cheap: most bodies have too few brackets to need the walk."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def _answer(status: HTTPStatus, code: str, message: str) -> dict[str, Any]:
+    return {
+        "statusCode": status.value,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps(error_body(code, message)),
+        "isBase64Encoded": False,
+    }
+
+
 def resolve(app: APIGatewayHttpResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """``app.resolve`` for one API Gateway HTTP API event, with the 64 KiB body limit checked first."""
+    """``app.resolve`` for one API Gateway HTTP API event: the path decoded once (``drs_core.paths``),
+    bodies over 64 KiB refused with 413 and JSON nested deeper than ``MAX_JSON_DEPTH`` with 400 before
+    anything parses them (the parser would run out of stack: a 500)."""
+    decode_event_path(event)
     size = body_size(event)
     if size > MAX_BODY_BYTES:
         logger.info("request body too large", extra={"bodyBytes": size, "errorCode": "PAYLOAD_TOO_LARGE"})
-        return {
-            "statusCode": HTTPStatus.REQUEST_ENTITY_TOO_LARGE.value,
-            "headers": {"Content-Type": content_types.APPLICATION_JSON},
-            "body": json.dumps(
-                error_body("PAYLOAD_TOO_LARGE", f"the request body exceeds {MAX_BODY_BYTES} bytes")
-            ),
-            "isBase64Encoded": False,
-        }
+        return _answer(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            f"the request body exceeds {MAX_BODY_BYTES} bytes",
+        )
+    body = event.get("body")
+    if isinstance(body, str) and event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(body).decode("utf-8", errors="replace")
+        except (binascii.Error, ValueError):
+            body = None  # not base64: the resolver refuses it
+    if isinstance(body, str) and json_depth_exceeds(body):
+        logger.info("request body nested too deeply", extra={"errorCode": "INVALID_REQUEST"})
+        return _answer(
+            HTTPStatus.BAD_REQUEST, "INVALID_REQUEST", f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        )
     return app.resolve(event, context)
 
 

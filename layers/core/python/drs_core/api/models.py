@@ -10,10 +10,12 @@ left out of the JSON rather than sent as null.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -59,26 +61,52 @@ class ResponseModel(BaseModel):
 
 # Far beyond any slot's contents, far inside DynamoDB's number range.
 MAX_QUANTITY = 1e12
+# The smallest non-zero number a request may carry: DynamoDB stores nothing under 1E-130 and at most 38
+# significant digits, and the usage write adds quantities to stored ones (1e12 + 1e-6 still fits).
+MIN_NONZERO = 1e-6
 MAX_READINGS = 100
+# ISO-8601 as the contract takes it: date, "T" or a space, time, optional fraction and zone. (Python's
+# parser alone would take any character between date and time, control characters included.)
+ISO_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?$")
+
+
+def storable(value: float | None) -> float | None:
+    """``value`` if DynamoDB can hold it exactly enough: zero, or at least ``MIN_NONZERO`` in size."""
+    if value is not None and value != 0 and abs(value) < MIN_NONZERO:
+        raise ValueError(f"must be 0 or at least {MIN_NONZERO}")
+    return value
+
+
+# A number of a request body that is stored: 0, or of a size DynamoDB keeps (see MIN_NONZERO).
+Storable = AfterValidator(storable)
 
 
 class ReadingModel(RequestModel):
     """One slot reading: exactly one of remaining / consumed / refilled (docs/api.md ``Reading``)."""
 
     slotId: SlotId
-    observedAt: datetime = Field(description="ISO-8601; without a zone it is UTC")
-    remainingQuantity: float | None = Field(default=None, ge=0, le=MAX_QUANTITY, allow_inf_nan=False)
-    consumedQuantity: float | None = Field(default=None, gt=0, le=MAX_QUANTITY, allow_inf_nan=False)
-    refilledQuantity: float | None = Field(default=None, gt=0, le=MAX_QUANTITY, allow_inf_nan=False)
-    originalQuantity: float | None = Field(default=None, gt=0, le=MAX_QUANTITY, allow_inf_nan=False)
+    observedAt: datetime = Field(
+        description="ISO-8601 date and time (`T` or a space between), optional zone; without one it is UTC"
+    )
+    remainingQuantity: Annotated[
+        float | None,
+        Field(ge=0, le=MAX_QUANTITY, allow_inf_nan=False, description=f"0 or from {MIN_NONZERO}"),
+        Storable,
+    ] = None
+    consumedQuantity: float | None = Field(default=None, ge=MIN_NONZERO, le=MAX_QUANTITY, allow_inf_nan=False)
+    refilledQuantity: float | None = Field(default=None, ge=MIN_NONZERO, le=MAX_QUANTITY, allow_inf_nan=False)
+    originalQuantity: float | None = Field(default=None, ge=MIN_NONZERO, le=MAX_QUANTITY, allow_inf_nan=False)
 
     @field_validator("observedAt", mode="before")
     @classmethod
     def _iso_timestamp(cls, value: Any) -> datetime:
         # Strict models take no strings for datetimes, and epoch numbers are not accepted here.
-        if not isinstance(value, str) or not 10 <= len(value) <= 40:
+        if not isinstance(value, str) or not 10 <= len(value) <= 40 or not ISO_TIMESTAMP.match(value):
             raise ValueError("observedAt must be an ISO-8601 timestamp")
-        return parse_iso(value)
+        try:
+            return parse_iso(value)
+        except OverflowError:  # valid ISO, but its zone moves it outside years 1-9999 in UTC
+            raise ValueError("observedAt is out of range in UTC") from None
 
     @model_validator(mode="after")
     def _exactly_one_quantity(self) -> ReadingModel:

@@ -20,6 +20,11 @@ def new_device_credential() -> str:
     return secrets.token_urlsafe(CREDENTIAL_BYTES)
 
 
+def new_link_id() -> str:
+    """A fresh link id (96 random bits): names one link of a device, so its credential can be revoked."""
+    return secrets.token_urlsafe(12)
+
+
 def credential_digest(credential: str) -> str:
     """The stored form of a credential: its SHA-256 as 64 hex digits."""
     return hashlib.sha256(credential.encode("utf-8")).hexdigest()

@@ -82,6 +82,8 @@ class Device:
     credential_hash: str | None = None
     linked_at: datetime | None = None
     version: int = 0
+    # The current link's id, also stamped on every slot: the usage write checks it (services/linking.py).
+    link_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

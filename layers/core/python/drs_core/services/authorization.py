@@ -139,14 +139,16 @@ def authorize_device(
     """Allow a request bearing the credential of the device whose serial is in the path.
 
     The credential is compared with the stored digest in constant time; a device that is unknown,
-    deregistered or holds another credential is denied the same way.
+    deregistered or holds another credential is denied the same way. The context carries the serial
+    and the link id the credential belongs to: API Gateway caches this answer, so the usage write, not
+    this check, is what refuses a credential whose link has ended (``Attr.LINK_ID``).
     """
     credential = credential_from_header(authorization, "Device")
     if credential is None or serial is None or not _SERIAL.match(serial):
         return DENY
     device = repository.get_device(serial)
     stored = device.credential_hash if device is not None and device.status in _ACTIVE else None
-    if not credential_matches(credential, stored):
+    if not credential_matches(credential, stored) or device is None or not device.link_id:
         logger.info("device credential refused", extra={"serial": serial})
         return DENY
-    return Decision(True, {"serial": serial})
+    return Decision(True, {"serial": serial, "linkId": device.link_id})

@@ -7,27 +7,40 @@ the slots. Nothing is written before the code exchange has succeeded, so a refus
 trace; the device is written only after the subscription read has succeeded too. Between the two, the
 exchanged tokens are held (``TokenVault.hold_pending_link``): the code is spent, and a retry with it
 completes the link from the held tokens. The credential is returned once; only its digest is stored.
+
+Revocation at once: every link has a fresh link id, on the device item and on every slot item (stamped
+in the same transaction as the link; unlinking and Amazon's deregistration remove it from all of them
+in one transaction). The device authorizer hands the link id of the credential it checked to the usage
+function, whose one conditional write per reading requires the slot's to match. API Gateway may keep
+answering "allow" for an old credential from its cache for ``authorizerCacheSeconds``; the write refuses
+it from the moment the link ends, without a read on the hot path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
+from drs_core.adapters.device_registry import DeviceRegistry
 from drs_core.adapters.drs_client import DrsClient
 from drs_core.adapters.lwa_client import LwaClient
 from drs_core.adapters.state_repository import StateRepository
 from drs_core.adapters.token_vault import TokenGrantLike, TokenVault
 from drs_core.catalog import slot_spec
 from drs_core.clock import default_clock
-from drs_core.domain.credentials import credential_digest, new_device_credential
+from drs_core.domain.credentials import credential_digest, new_device_credential, new_link_id
 from drs_core.domain.models import Device, DeviceStatus, Slot
+from drs_core.domain.pairing import pairing_code_matches
 from drs_core.errors import (
     DeviceAlreadyLinked,
     InvalidAuthorizationCode,
     InvalidExitUri,
     LwaInvalidGrant,
     LwaInvalidRequest,
+    ModelMismatch,
+    PairingCodeRejected,
+    PairingLocked,
     ReauthRequired,
     TokensMissing,
 )
@@ -37,18 +50,24 @@ from drs_core.services.drs_calls import call_drs, mark_reauth_required
 
 # RFC 3986 §3.1: a scheme starts with a letter, then letters, digits, "+", "-", ".".
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+-.")
+# Schemes no configuration may allow as the settings page's exit.
+_NEVER_EXIT_SCHEMES = frozenset({"http", "javascript", "data", "vbscript", "file", "blob", "about"})
 
 
 @dataclass(frozen=True)
 class LinkRequest:
-    """What the companion app sends to link ``serial``. The code and verifier stay out of reprs."""
+    """What the companion app sends to link ``serial``. Codes and verifier stay out of reprs.
+
+    ``model_id`` may be left out when the registry knows the device (it is the registry's anyway).
+    """
 
     serial: str
-    model_id: str
+    model_id: str | None
     authorization_code: str = field(repr=False)
     redirect_uri: str
     code_verifier: str | None = field(default=None, repr=False)
     is_test_device: bool = False
+    pairing_code: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -68,13 +87,22 @@ def link_device(
     drs: DrsClient,
     vault: TokenVault,
     repository: StateRepository,
+    registry: DeviceRegistry | None = None,
 ) -> LinkResult:
     """Link (or re-link) ``request.serial`` to ``owner_id``; rotate its credential and tokens.
 
+    With a ``registry`` (the stage requires proof of possession) the serial must be a manufactured one
+    and ``request.pairing_code`` its code: ``PairingCodeRejected`` otherwise (only the failed-attempt
+    count is written), ``PairingLocked`` while the serial is locked; the model is the registry's.
     Raises ``DeviceAlreadyLinked`` when another customer holds the serial, ``InvalidAuthorizationCode``
     when LWA refuses the code (nothing stored in either case).
     """
     serial = request.serial
+    model_id = request.model_id
+    if registry is not None:
+        model_id = prove_possession(serial, request.pairing_code, request.model_id, registry=registry)
+    if not model_id:
+        raise ModelMismatch("modelId is required")
     existing = repository.get_device(serial, consistent=True)
     # Checked before the code is spent: exchanging it would replace the other customer's registration.
     if _held_by_someone_else(existing, owner_id):
@@ -85,15 +113,17 @@ def link_device(
 
     now = default_clock().now()
     credential = new_device_credential()
+    link_id = new_link_id()
     device = repository.link_device(
         Device(
             serial=serial,
-            model_id=request.model_id,
+            model_id=model_id,
             status=DeviceStatus.LINKED,
             is_test_device=request.is_test_device,
             last_active_at=existing.last_active_at if existing else None,
             credential_hash=credential_digest(credential),
             linked_at=now,
+            link_id=link_id,
         ),
         owner_id=owner_id,
     )
@@ -102,7 +132,7 @@ def link_device(
     for slot_id, state in sorted(subscription.slots.items()):
         product = state.products[0] if state.products else None
         # The slot's unit and full quantity are the model catalog's; productInfo describes a pack.
-        spec = slot_spec(request.model_id, slot_id)
+        spec = slot_spec(model_id, slot_id)
         repository.upsert_subscription(
             serial,
             slot_id,
@@ -110,6 +140,7 @@ def link_device(
             asin=product.asin if product else None,
             quantity=spec.full_quantity if spec else None,
             unit=spec.unit if spec else None,
+            link_id=link_id,
         )
     found = repository.get_device_with_slots(serial, consistent=True)
     slots = found[1] if found else []
@@ -147,6 +178,33 @@ def _exchanged_or_held_grant(
     return grant
 
 
+def prove_possession(
+    serial: str, pairing_code: str | None, model_id: str | None, *, registry: DeviceRegistry
+) -> str:
+    """Check that the caller holds device ``serial`` (its pairing code); the registry's model id.
+
+    An unknown serial and a wrong code answer alike. A wrong code counts against the serial; the
+    attempt that reaches the limit locks it for a while (``device_registry.LOCK_PERIOD``). A model id
+    other than the registry's is refused once possession is proven.
+    """
+    now = default_clock().now()
+    device = registry.get(serial)
+    if device is not None and device.locked_until is not None and device.locked_until > now:
+        metrics.add_metric(name="PairingLocked", unit="Count", value=1)
+        raise PairingLocked("too many wrong pairing codes for this device; try again later")
+    if device is None or not pairing_code or not pairing_code_matches(pairing_code, device.code_hash):
+        if device is not None:
+            registry.record_failure(serial, now)
+        logger.info("pairing refused", extra={"serial": serial, "known": device is not None})
+        metrics.add_metric(name="PairingRejected", unit="Count", value=1)
+        raise PairingCodeRejected("the device could not be verified: check the serial and pairing code")
+    if device.failed_attempts or device.locked_until is not None:
+        registry.clear_failures(serial)
+    if model_id is not None and model_id != device.model_id:
+        raise ModelMismatch(f"device {serial} is not a {model_id}")
+    return device.model_id
+
+
 def _held_by_someone_else(device: Device | None, owner_id: str) -> bool:
     return (
         device is not None
@@ -174,7 +232,8 @@ def unlink_device(
                 extra={"serial": serial, "reason": type(gone).__name__},
             )
     vault.destroy(serial)
-    updated = repository.set_device_status(serial, DeviceStatus.DEREGISTERED) or device
+    # Device and slots in one transaction: the device credential stops working at once.
+    updated = repository.unlink_device(serial) or device
     logger.info("device unlinked", extra={"serial": serial})
     metrics.add_metric(name="DeviceUnlinked", unit="Count", value=1)
     return updated
@@ -188,14 +247,16 @@ def settings_link(
     web_endpoint: str,
     vault: TokenVault,
     repository: StateRepository,
+    app_schemes: Iterable[str] = (),
 ) -> str:
     """The drs-web settings page URL for the device, with a freshly refreshed access token.
 
-    A refreshed token gives the customer the token's whole hour on the page. The URL carries the
-    token: callers must not log it.
+    ``exit_uri`` (where the page sends the customer back) must be an https URL or use one of the
+    companion app's own ``app_schemes`` (``exit_uri_allowed``). A refreshed token gives the customer the
+    token's whole hour on the page. The URL carries the token: callers must not log it.
     """
-    if not has_scheme(exit_uri):
-        raise InvalidExitUri("exitUri must be an absolute URI with a scheme, e.g. myapp://settings-done")
+    if not exit_uri_allowed(exit_uri, app_schemes):
+        raise InvalidExitUri("exitUri must be an https URL or use the app's own scheme")
     owned_device(serial, owner_id, repository)
     try:
         access_token = vault.access_token(serial, force_refresh=True)
@@ -206,7 +267,16 @@ def settings_link(
     return f"{web_endpoint.rstrip('/')}/settings?{query}"
 
 
-def has_scheme(uri: str) -> bool:
-    """True when ``uri`` starts with an RFC 3986 scheme followed by ":" (``https:``, ``myapp:``)."""
-    scheme = urlsplit(uri).scheme
-    return bool(scheme) and scheme[0].isalpha() and set(scheme.lower()) <= _SCHEME_CHARS
+def exit_uri_allowed(uri: str, app_schemes: Iterable[str] = ()) -> bool:
+    """True for an https URL with a host, or a URI of one of ``app_schemes`` (the app's own, e.g.
+    ``myapp``; configured per stage, context ``settingsExitSchemes``). Never ``javascript:``, ``data:``
+    or plain http, whatever is configured: the page would send the customer there with Amazon's
+    session open. No whitespace or control characters anywhere."""
+    if not uri or any(ord(char) <= 0x20 or ord(char) == 0x7F for char in uri):
+        return False
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        return bool(parts.hostname)
+    allowed = {s.lower() for s in app_schemes} - _NEVER_EXIT_SCHEMES
+    return bool(scheme) and scheme in allowed and set(scheme) <= _SCHEME_CHARS

@@ -16,10 +16,10 @@ from datetime import datetime
 from aws_lambda_powertools.metrics import MetricUnit
 
 from drs_core.adapters.items import slot_from_item
-from drs_core.adapters.usage_store import FastAttempt, ReadingResult, UsageStore
+from drs_core.adapters.usage_store import FastAttempt, ReadingResult, UsageStore, of_link
 from drs_core.domain.models import Reading, Slot
 from drs_core.domain.usage import reading_problem
-from drs_core.errors import InvalidReading, UnknownSlot
+from drs_core.errors import ConflictingReadings, CredentialRevoked, InvalidReading, UnknownSlot
 from drs_core.observability import logger, metrics
 
 
@@ -35,31 +35,32 @@ class IngestResult:
 
 
 def ingest_readings(
-    serial: str, readings: Sequence[Reading], *, store: UsageStore, now: datetime
+    serial: str, readings: Sequence[Reading], *, link_id: str, store: UsageStore, now: datetime
 ) -> IngestResult:
-    """Apply ``readings`` of device ``serial`` received at ``now``.
+    """Apply ``readings`` of device ``serial``, sent with the credential of link ``link_id``, at ``now``.
 
-    Raises ``InvalidReading`` (nothing written) for a reading observed too far in the future and
-    ``UnknownSlot`` (nothing kept) when a reading names a slot the device does not have.
+    Raises ``InvalidReading`` (nothing written) for a reading observed too far in the future,
+    ``UnknownSlot`` (nothing kept) when a reading names a slot the device does not have and
+    ``CredentialRevoked`` (nothing kept) when the device's slots no longer belong to ``link_id``.
     """
     for reading in readings:
         problem = reading_problem(reading, now)
         if problem is not None:
             raise InvalidReading(f"slot {reading.slot_id}: {problem}")
     by_slot: dict[str, list[Reading]] = {}
-    for reading in readings:
+    for reading in distinct_readings(readings):
         by_slot.setdefault(reading.slot_id, []).append(reading)
     for group in by_slot.values():
         group.sort(key=lambda reading: reading.observed_at)  # stable: equal times keep request order
 
-    first = _first_attempts(serial, by_slot, store=store, now=now)
+    first = _first_attempts(serial, by_slot, link_id=link_id, store=store, now=now)
     results: list[ReadingResult] = []
     final: dict[str, ReadingResult] = {}
     for slot_id, group in by_slot.items():
-        result = store.apply(serial, slot_id, group[0], now, first=first[slot_id])
+        result = store.apply(serial, slot_id, group[0], now, first=first[slot_id], link_id=link_id)
         results.append(result)
         for reading in group[1:]:
-            result = store.apply(serial, slot_id, reading, now)
+            result = store.apply(serial, slot_id, reading, now, link_id=link_id)
             results.append(result)
         final[slot_id] = result
 
@@ -74,17 +75,38 @@ def ingest_readings(
     return outcome
 
 
+def distinct_readings(readings: Sequence[Reading]) -> list[Reading]:
+    """The readings with each ``(slotId, observedAt)`` once: a device that sends one reading twice in a
+    request (a retry within its own buffer) means it once. Two different readings of one slot at one
+    time contradict each other: ``ConflictingReadings``, nothing written."""
+    seen: dict[tuple[str, datetime], Reading] = {}
+    for reading in readings:
+        key = (reading.slot_id, reading.observed_at)
+        earlier = seen.setdefault(key, reading)
+        if earlier != reading:
+            raise ConflictingReadings(
+                f"slot {reading.slot_id}: two different readings observed at the same time"
+            )
+    return list(seen.values())
+
+
 def _first_attempts(
-    serial: str, by_slot: dict[str, list[Reading]], *, store: UsageStore, now: datetime
+    serial: str, by_slot: dict[str, list[Reading]], *, link_id: str, store: UsageStore, now: datetime
 ) -> dict[str, FastAttempt]:
-    """Each slot's first blind write; on an unknown slot, undo the accepted ones and refuse."""
+    """Each slot's first blind write; on an unknown slot or an ended link, undo the accepted ones and
+    refuse."""
     attempts: dict[str, FastAttempt] = {}
     for slot_id, group in by_slot.items():
-        attempt = store.try_fast(serial, slot_id, group[0], now)
+        attempt = store.try_fast(serial, slot_id, group[0], now, link_id=link_id)
         if not attempt.accepted and attempt.item is None:
-            _undo(serial, attempts, by_slot, store=store, now=now)
+            _undo(serial, attempts, by_slot, link_id=link_id, store=store, now=now)
             logger.info("usage refused: unknown slot", extra={"slotId": slot_id})
             raise UnknownSlot(f"slot {slot_id} is not a slot of this device")
+        if not attempt.accepted and not of_link(attempt.item or {}, link_id):
+            _undo(serial, attempts, by_slot, link_id=link_id, store=store, now=now)
+            logger.info("usage refused: credential of an ended link", extra={"slotId": slot_id})
+            metrics.add_metric(name="DeviceCredentialRevoked", unit=MetricUnit.Count, value=1)
+            raise CredentialRevoked("this device credential's link has ended; link the device again")
         attempts[slot_id] = attempt
     return attempts
 
@@ -94,12 +116,13 @@ def _undo(
     attempts: dict[str, FastAttempt],
     by_slot: dict[str, list[Reading]],
     *,
+    link_id: str,
     store: UsageStore,
     now: datetime,
 ) -> None:
     for slot_id, attempt in attempts.items():
         if attempt.accepted:
-            written = store.apply(serial, slot_id, by_slot[slot_id][0], now, first=attempt)
+            written = store.apply(serial, slot_id, by_slot[slot_id][0], now, first=attempt, link_id=link_id)
             store.restore(serial, slot_id, written.before, written.after)
 
 
