@@ -70,6 +70,16 @@ class Attr:
     SNAPSHOT_AT = "snapshotAt"
     REFILLED_SINCE_SNAPSHOT = "refilledSinceSnapshot"
     REORDER_HELD_UNTIL = "reorderHeldUntil"
+    # Demand estimation (domain/estimation.py, services/estimation.py): the use the snapshot rolls
+    # counted, the daily visit's history and marks, the learnt lead time, and the planned reorder point.
+    CONSUMED_TOTAL = "consumedTotal"
+    PLANNED_REORDER_POINT = "plannedReorderPoint"
+    USAGE_HISTORY = "usageHistory"
+    USAGE_OBSERVED_AT = "usageObservedAt"
+    USAGE_CONSUMED_MARK = "usageConsumedMark"
+    LEARNT_LEAD_TIME = "learntLeadTimeDays"
+    LEARNT_LEAD_SPREAD = "learntLeadTimeSpread"
+    LEARNT_LEAD_ORDER = "learntLeadTimeOrder"
 
     SLOT_ID = "slotId"
     IS_TEST_ORDER = "isTest"
@@ -361,6 +371,7 @@ def slot_from_item(item: Item) -> Slot:
         ),
         version=get_int(item, Attr.VERSION, 0),
         last_reading_at=get_time(item, Attr.LAST_READING),
+        planned_reorder_point=get_float(item, Attr.PLANNED_REORDER_POINT),
     )
 
 

@@ -106,6 +106,8 @@ def state_from_item(item: Item) -> usage.UsageState:
         order_requested_at=get_time(item, Attr.ORDER_REQUESTED_AT),
         reorder_due=get_bool(item, Attr.REORDER_DUE, False),
         reorder_held_until=get_time(item, Attr.REORDER_HELD_UNTIL),
+        consumed_total=_decimal(item, Attr.CONSUMED_TOTAL) or usage.ZERO,
+        planned_reorder_point=_decimal(item, Attr.PLANNED_REORDER_POINT),
     )
 
 
@@ -129,6 +131,8 @@ def usage_attributes(state: usage.UsageState) -> dict[str, AttributeValue | None
         Attr.REFILLED_SINCE_SNAPSHOT: decimal_av(state.refilled_since_snapshot),
         Attr.REORDER_DUE: {"BOOL": state.reorder_due},
         Attr.REORDER_HELD_UNTIL: time_av(state.reorder_held_until),
+        Attr.CONSUMED_TOTAL: decimal_av(state.consumed_total) if state.consumed_total else None,
+        Attr.PLANNED_REORDER_POINT: opt_decimal_av(state.planned_reorder_point),
     }
 
 
@@ -347,11 +351,18 @@ class UsageStore(TableGateway):
     # --- internals -------------------------------------------------------------------------------
 
     def _write_exact(
-        self, serial: str, slot_id: str, item: Item, old: usage.UsageState, new: usage.UsageState
+        self,
+        serial: str,
+        slot_id: str,
+        item: Item,
+        old: usage.UsageState,
+        new: usage.UsageState,
+        extra: dict[str, AttributeValue | None] | None = None,
     ) -> Item | Refused:
-        """Write ``new`` over ``item`` if the slot is still at ``old.version``; the new item, or the
-        refusal carrying the current one."""
+        """Write ``new`` (and ``extra`` attributes) over ``item`` if the slot is still at
+        ``old.version``; the new item, or the refusal carrying the current one."""
         changes = changed_attributes(old, new)
+        changes.update(extra or {})
         update = UpdateBuilder()
         for name, value in changes.items():
             update.set(name, value)

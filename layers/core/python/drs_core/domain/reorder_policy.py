@@ -1,9 +1,12 @@
 """When to reorder: the reorder point, and the reasons never to.
 
 The policy is expressed as a *reorder point*, a quantity: reorder when stock (remaining + on hand) is at
-or below the larger of the threshold fraction of a full slot and the consumption expected over lead time
-plus a safety margin. A quantity can be compared inside a DynamoDB condition, so the hot path decides
-"due" without reading the slot first.
+or below it. Once the daily visit has estimated the slot's demand (``domain.estimation``: level,
+weekly pattern, variability, learnt lead time), the reorder point is that plan's: use over the lead time
+plus a safety stock from the observed variability. Until then it is the larger of the threshold
+fraction of a full slot and the consumption expected over lead time plus the policy's safety days. A
+quantity can be compared inside a DynamoDB condition, so the hot path decides "due" without reading the
+slot first.
 """
 
 from __future__ import annotations
@@ -30,8 +33,16 @@ class Verdict(StrEnum):
     BLOCKED_UNTIL_REFILL = "BLOCKED_UNTIL_REFILL"
 
 
-def reorder_point(original_quantity: float, policy: SlotPolicy, daily_consumption: float | None) -> float:
-    """Stock level at or below which a slot needs an order."""
+def reorder_point(
+    original_quantity: float,
+    policy: SlotPolicy,
+    daily_consumption: float | None,
+    planned: float | None = None,
+) -> float:
+    """Stock level at or below which a slot needs an order: the daily plan's (``planned``, from
+    ``estimation.plan``) when there is one, else the policy's fixed rule."""
+    if planned is not None and planned > 0:
+        return planned
     by_fraction = policy.threshold_fraction * max(original_quantity, 0.0)
     by_forecast = (daily_consumption or 0.0) * (policy.lead_time_days + policy.safety_days)
     return max(by_fraction, by_forecast)
@@ -66,6 +77,9 @@ def decide(device_status: DeviceStatus, slot: Slot, now: datetime) -> Decision:
     if in_cooldown(order, now):
         return Decision(Verdict.COOLDOWN)
     stock = slot.remaining_quantity + slot.on_hand_quantity
-    if stock <= reorder_point(slot.original_quantity, slot.policy, slot.daily_consumption):
+    point = reorder_point(
+        slot.original_quantity, slot.policy, slot.daily_consumption, slot.planned_reorder_point
+    )
+    if stock <= point:
         return Decision(Verdict.REORDER)
     return Decision(Verdict.ENOUGH_STOCK)

@@ -177,23 +177,31 @@ class SlotUpkeep:
     ``settle_deliveries(serial, slots, now)`` infers the delivery of open orders whose estimated date
     has passed (DRS sends no delivered notification) and returns the slots it moved;
     ``refresh_forecast(slot, now)`` re-estimates a consumed slot's rate and reorder point from the
-    day's snapshot and returns the updated slot (None: keep the one read). Reports use the results.
+    day's snapshot and returns the updated slot (None: keep the one read); ``estimate_demand(slot,
+    now)`` runs the daily demand estimation of a measured, subscribed slot (``services.estimation``:
+    its planned reorder point). Reports use the results.
     """
 
     settle_deliveries: SettleDeliveries | None = None
     refresh_forecast: RefreshForecast | None = None
+    estimate_demand: RefreshForecast | None = None
 
 
 def default_upkeep(repository: StateRepository, usage_store: UsageStore) -> SlotUpkeep:
     """The production upkeep: delivery inference (notifications service) and the forecast refresh
     (consumption service)."""
     from drs_core.services.consumption import forecast_refresher
+    from drs_core.services.estimation import demand_estimator
     from drs_core.services.notifications import settle_deliveries
 
     def settle(serial: str, slots: list[Slot], now: datetime) -> list[Slot]:
         return settle_deliveries(serial, slots, repository=repository, now=now)
 
-    return SlotUpkeep(settle_deliveries=settle, refresh_forecast=forecast_refresher(usage_store))
+    return SlotUpkeep(
+        settle_deliveries=settle,
+        refresh_forecast=forecast_refresher(usage_store),
+        estimate_demand=demand_estimator(usage_store, repository),
+    )
 
 
 # --- planner -------------------------------------------------------------------------------------
@@ -388,7 +396,7 @@ class _Worker:
             return outcome
         try:
             for slot in self._settled(serial, snapshot.slots):
-                self._slot_status(serial, slot, snapshot, tokens, result)
+                self._slot_status(serial, self._estimated(slot), snapshot, tokens, result)
         except ReauthRequired:
             logger.warning("device needs re-authorisation: slot reports skipped")
         except Exception as failure:
@@ -434,6 +442,18 @@ class _Worker:
             for slot in self.upkeep.settle_deliveries(serial, open_orders, default_clock().now())
         }
         return [moved.get(slot.slot_id, slot) for slot in slots]
+
+    def _estimated(self, slot: Slot) -> Slot:
+        """The slot after its daily demand estimation; a failed one is logged and counted, and the
+        slot keeps yesterday's plan (the report goes on: the estimate is an improvement, not a duty)."""
+        if self.upkeep.estimate_demand is None or not slot.subscribed or slot.last_reading_at is None:
+            return slot
+        try:
+            return self.upkeep.estimate_demand(slot, default_clock().now()) or slot
+        except Exception:
+            logger.exception("demand estimation failed; the slot keeps its previous plan")
+            metrics.add_metric(name="DemandEstimationFailed", unit=MetricUnit.Count, value=1)
+            return slot
 
     def _slot_status(
         self,
