@@ -191,7 +191,10 @@ class _ShippedPolicy:
             if not open_order[s]:
                 # With an order open nothing is decided on the point; production recomputes it anyway.
                 planned = estimation.plan(
-                    self.estimates[s], now=now, prior_lead_time_days=self.policy.lead_time_days
+                    self.estimates[s],
+                    now=now,
+                    prior_lead_time_days=self.policy.lead_time_days,
+                    package_quantity=FULL,
                 )
                 self.planned[s] = planned.reorder_point if planned is not None else None
             points[s] = reorder_point(FULL, self.policy, self.rates[s], self.planned[s])

@@ -38,6 +38,7 @@ def estimate_from_item(item: Item) -> DemandEstimate:
         lead_time_days=get_float(item, Attr.LEARNT_LEAD_TIME),
         lead_time_spread=get_float(item, Attr.LEARNT_LEAD_SPREAD),
         lead_time_order=get_str(item, Attr.LEARNT_LEAD_ORDER),
+        run_variance=get_float(item, Attr.USAGE_RUN_VARIANCE),
     )
 
 
@@ -52,6 +53,9 @@ def estimate_attributes(estimate: DemandEstimate) -> dict[str, AttributeValue | 
         Attr.LEARNT_LEAD_TIME: opt_num_av(estimate.lead_time_days),
         Attr.LEARNT_LEAD_SPREAD: opt_num_av(estimate.lead_time_spread),
         Attr.LEARNT_LEAD_ORDER: opt_str_av(estimate.lead_time_order),
+        Attr.USAGE_RUN_VARIANCE: opt_num_av(
+            float(f"{estimate.run_variance:.6g}") if estimate.run_variance is not None else None
+        ),
     }
 
 

@@ -80,6 +80,7 @@ class Attr:
     LEARNT_LEAD_TIME = "learntLeadTimeDays"
     LEARNT_LEAD_SPREAD = "learntLeadTimeSpread"
     LEARNT_LEAD_ORDER = "learntLeadTimeOrder"
+    USAGE_RUN_VARIANCE = "usageRunVariance"
 
     SLOT_ID = "slotId"
     IS_TEST_ORDER = "isTest"

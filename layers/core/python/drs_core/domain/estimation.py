@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from statistics import NormalDist
 
 SECONDS_PER_DAY = 86_400.0
 # Days of daily use kept: four weeks, enough to see a weekly pattern and short enough to follow change.
@@ -49,10 +50,18 @@ CHANGE_Z = 2.0
 WEEKLY_Z = 3.0
 # Active days from which weekly factors are looked for at all (two of each weekday).
 WEEKLY_MIN_DAYS = 14
-# Standard deviations of use over the horizon held as safety stock.
+# Days in a run of the long memory of bursts, and the weight of a new day in it (about 60 days).
+RUN_DAYS = 3
+RUN_WEIGHT = 1 / 60
+# Standard deviations of use over the horizon held as safety stock when the package size is unknown.
 SERVICE_Z = 2.25
-# The delay between stock crossing the reorder point and the order (readings come a few times a day).
-REVIEW_DAYS = 0.25
+# Share of slot-months allowed to run dry (the issue's 2 %, with a margin); per order it is this divided
+# by the orders a month, within these bounds.
+MONTHLY_RISK = 0.01
+MIN_ORDER_RISK, MAX_ORDER_RISK = 0.002, 0.05
+# The delay between stock crossing the reorder point and the reading that shows it: half the interval
+# of a device reporting every six hours.
+REVIEW_DAYS = 0.125
 # Lead-time uncertainty assumed on top of what the estimates show: carriers are sometimes late.
 LATE_ALLOWANCE_DAYS = 0.9
 # Weight of a new lead-time sample in the learnt mean and spread.
@@ -71,6 +80,9 @@ class DemandEstimate:
     lead_time_days: float | None = None  # learnt: DRS's estimated delivery date minus placement
     lead_time_spread: float | None = None  # mean absolute deviation of those samples
     lead_time_order: str | None = None  # the last order learnt from (each order counts once)
+    # Long memory of how bursty use is: the squared deviation of each run of ``RUN_DAYS`` days from the
+    # typical, relative to it, per day (an average over about ``1 / RUN_WEIGHT`` days).
+    run_variance: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +119,42 @@ def observe_use(
     days = max(1, round(elapsed))
     per_day = used / elapsed
     history = (*estimate.history, *([per_day] * min(days, HISTORY_DAYS)))[-HISTORY_DAYS:]
-    return replace(estimate, history=history, observed_at=last_reading_at, consumed_mark=consumed_total)
+    return replace(
+        estimate,
+        history=history,
+        observed_at=last_reading_at,
+        consumed_mark=consumed_total,
+        run_variance=_remember_runs(estimate.run_variance, history, last_reading_at, min(days, HISTORY_DAYS)),
+    )
+
+
+def _remember_runs(
+    previous: float | None, history: tuple[float, ...], last_day: datetime, new_days: int
+) -> float | None:
+    """Blend the newest run of ``RUN_DAYS`` days' deviation from the typical day into the long memory.
+
+    Guests, a party, a few busy days come rarely, and a four-week history often shows none: remembered
+    for months, they still size the safety stock of a household that has them.
+    """
+    active = active_days(history)
+    if len(active) < RUN_DAYS + MIN_HISTORY_DAYS or active[-1] != len(history) - 1:
+        return previous
+    typical = _mean([history[i] for i in active])
+    if typical <= 0:
+        return previous
+    # A weekly pattern is expected use, not a burst: compare each day with its weekday's typical.
+    factors = weekday_factors(history, active, last_day)
+    last, last_weekday = len(history) - 1, last_day.weekday()
+
+    def expected(index: int) -> float:
+        if factors is None:
+            return typical
+        return typical * factors[(last_weekday - (last - index)) % 7]
+
+    run = sum(history[i] - expected(i) for i in active[-RUN_DAYS:])
+    observed = (run / typical) ** 2 / RUN_DAYS
+    kept = (1.0 - RUN_WEIGHT) ** new_days
+    return observed if previous is None else kept * previous + (1.0 - kept) * observed
 
 
 def learn_lead_time(
@@ -172,7 +219,8 @@ def weekday_factors(history: tuple[float, ...], active: list[int], last_day: dat
     if len(active) < WEEKLY_MIN_DAYS:
         return None
     last = len(history) - 1
-    weekday = [(last_day - timedelta(days=last - index)).weekday() for index in range(len(history))]
+    last_weekday = last_day.weekday()
+    weekday = [(last_weekday - (last - index)) % 7 for index in range(len(history))]
     weekend = [history[i] for i in active if weekday[i] >= 5]
     weekdays = [history[i] for i in active if weekday[i] < 5]
     if len(weekend) < 2 or len(weekdays) < 4:
@@ -189,21 +237,28 @@ def weekday_factors(history: tuple[float, ...], active: list[int], last_day: dat
     return [(mean_end if day >= 5 else mean_week) / overall for day in range(7)]
 
 
-def plan(estimate: DemandEstimate, *, now: datetime, prior_lead_time_days: float) -> DemandPlan | None:
+def plan(
+    estimate: DemandEstimate,
+    *,
+    now: datetime,
+    prior_lead_time_days: float,
+    package_quantity: float | None = None,
+) -> DemandPlan | None:
     """The slot's plan for the coming day; None until the history has ``MIN_HISTORY_DAYS`` active days
-    (or shows no use at all), so the policy's fixed rule applies."""
+    (or shows no use at all), so the policy's fixed rule applies. ``package_quantity`` (the slot's
+    full quantity) tells how many orders a month the slot makes, which sets the service level."""
     history = estimate.history
     active = active_days(history)
     if len(active) < MIN_HISTORY_DAYS or estimate.observed_at is None:
         return None
     last_day = estimate.observed_at
     factors = weekday_factors(history, active, last_day)
-    last = len(history) - 1
+    last, last_weekday = len(history) - 1, last_day.weekday()
 
     def factor(index: int) -> float:
         if factors is None:
             return 1.0
-        return factors[(last_day - timedelta(days=last - index)).weekday()]
+        return factors[(last_weekday - (last - index)) % 7]
 
     # Deseasonalised daily use of the active days, newest last.
     level_use = [history[i] / factor(i) for i in active]
@@ -237,6 +292,34 @@ def plan(estimate: DemandEstimate, *, now: datetime, prior_lead_time_days: float
         left -= share
         day += 1
     daily_use = level * weights / horizon
-    variance = horizon * daily_sd**2 + (horizon * level_error) ** 2 + (daily_use * lead_spread) ** 2
-    safety = SERVICE_Z * math.sqrt(variance)
+    # Use over the horizon varies more than independent days would say when busy days come in runs
+    # (guests, a change of habit): take the spread of the history's own horizon-long runs if larger.
+    runs = _run_variance([history[i] - level * factor(i) for i in active], horizon)
+    remembered = horizon * (estimate.run_variance or 0.0) * daily_use**2
+    use_variance = max(horizon * daily_sd**2, runs, remembered)
+    variance = use_variance + (horizon * level_error) ** 2 + (daily_use * lead_spread) ** 2
+    safety = service_z(daily_use, package_quantity) * math.sqrt(variance)
     return DemandPlan(daily_use=daily_use, horizon_days=horizon, safety_stock=safety)
+
+
+def service_z(daily_use: float, package_quantity: float | None) -> float:
+    """Standard deviations of safety stock for a slot making ``30 * daily_use / package`` orders a month.
+
+    The promise is per month (at most ``MONTHLY_RISK`` of slot-months dry), so a slot that orders often
+    needs a higher level per order and one that orders twice a year a lower one.
+    """
+    if not package_quantity or package_quantity <= 0 or daily_use <= 0:
+        return SERVICE_Z
+    orders_a_month = 30.0 * daily_use / package_quantity
+    risk = min(max(MONTHLY_RISK / orders_a_month, MIN_ORDER_RISK), MAX_ORDER_RISK)
+    return NormalDist().inv_cdf(1.0 - risk)
+
+
+def _run_variance(residuals: list[float], horizon: float) -> float:
+    """Variance of the sum of ``horizon`` days of use, from the residuals' consecutive runs."""
+    width = max(1, round(horizon))
+    if len(residuals) < width + MIN_HISTORY_DAYS:
+        return 0.0
+    sums = [sum(residuals[i : i + width]) for i in range(len(residuals) - width + 1)]
+    centre = _mean(sums)
+    return _sd(sums, centre) ** 2 * horizon / width

@@ -50,7 +50,12 @@ def estimate_slot(
             consumed_total=float(state.consumed_total + usage.consumed_since_snapshot(state)),
             last_reading_at=state.last_reading_at,
         )
-        planned = estimation.plan(estimate, now=now, prior_lead_time_days=state.policy.lead_time_days)
+        planned = estimation.plan(
+            estimate,
+            now=now,
+            prior_lead_time_days=state.policy.lead_time_days,
+            package_quantity=float(state.original),
+        )
         point = usage.quantity(planned.reorder_point) if planned is not None else None
         new = usage.refresh(replace(state, planned_reorder_point=point), now)
         written = store.write_estimate(slot.serial, slot.slot_id, item, state, new, estimate)
