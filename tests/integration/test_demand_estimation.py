@@ -38,7 +38,9 @@ def new_slot(repository: StateRepository, serial: str) -> None:
     repository.upsert_subscription(serial, "Filter", subscribed=True, asin="B0FILTER", quantity=100, unit="L")
 
 
-def live(store: UsageStore, repository: StateRepository, serial: str, days: int, *, start: float = 100.0) -> float:
+def live(
+    store: UsageStore, repository: StateRepository, serial: str, days: int, *, start: float = 100.0
+) -> float:
     """``days`` of use at ``DAILY_USE``, read four times a day, with the daily visit at ``VISIT_HOUR``."""
     level = start
     for day in range(days):
@@ -107,7 +109,9 @@ def test_the_lead_time_is_learnt_from_the_orders_estimated_delivery_date(
     before = state_from_item(item(store, serial)).planned_reorder_point
     placed = DAY0 + timedelta(days=8, hours=1)
     repository.put_order(
-        Order(serial=serial, instance_id="order-1", slot_id="Filter", state=OrderState.PLACED, placed_at=placed)
+        Order(
+            serial=serial, instance_id="order-1", slot_id="Filter", state=OrderState.PLACED, placed_at=placed
+        )
     )
     repository.set_slot_order(
         serial,
@@ -180,7 +184,9 @@ def test_a_reading_between_the_visits_read_and_write_makes_it_try_again(
     assert estimate_from_item(item(store, serial)).observed_at == DAY0 + timedelta(days=5, hours=2)
 
 
-def test_the_worker_runs_the_estimation_in_its_default_upkeep(dynamodb: Any, repository: StateRepository) -> None:
+def test_the_worker_runs_the_estimation_in_its_default_upkeep(
+    dynamodb: Any, repository: StateRepository
+) -> None:
     upkeep = default_upkeep(repository, UsageStore(STATE_TABLE, dynamodb=dynamodb))
     assert upkeep.estimate_demand is not None
     serial = "SN-UPKEEP"

@@ -101,9 +101,13 @@ def test_the_lead_time_is_learnt_from_drs_estimates_once_per_order() -> None:
         DemandEstimate(), order_id="o1", placed_at=placed, estimated_delivery=placed + timedelta(days=3)
     )
     assert first.lead_time_days == pytest.approx(3.0)
-    again = learn_lead_time(first, order_id="o1", placed_at=placed, estimated_delivery=placed + timedelta(days=9))
+    again = learn_lead_time(
+        first, order_id="o1", placed_at=placed, estimated_delivery=placed + timedelta(days=9)
+    )
     assert again == first
-    second = learn_lead_time(first, order_id="o2", placed_at=placed, estimated_delivery=placed + timedelta(days=5))
+    second = learn_lead_time(
+        first, order_id="o2", placed_at=placed, estimated_delivery=placed + timedelta(days=5)
+    )
     assert 3.0 < (second.lead_time_days or 0) < 5.0 and (second.lead_time_spread or 0) > 0
     nonsense = learn_lead_time(second, order_id="o3", placed_at=placed, estimated_delivery=placed)
     assert nonsense.lead_time_days == second.lead_time_days and nonsense.lead_time_order == "o3"
