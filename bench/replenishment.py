@@ -37,7 +37,7 @@ from bench.table import print_table
 from drs_core.domain import estimation
 from drs_core.domain.forecast import update_daily_rate
 from drs_core.domain.models import DeviceStatus, Slot, SlotOrder, SlotPolicy
-from drs_core.domain.reorder_policy import decide, reorder_point
+from drs_core.domain.reorder_policy import decide, expected_stock, reorder_point
 
 SEED = 17
 SLOTS = 2_000
@@ -200,6 +200,38 @@ class _ShippedPolicy:
             points[s] = reorder_point(FULL, self.policy, self.rates[s], self.planned[s])
         return points
 
+    def silent_and_due(
+        self, hour: int, observed: np.ndarray, last_read: np.ndarray, slots: np.ndarray
+    ) -> list[int]:
+        """The slots the daily visit flags (the stock expected now is at or below the point: the device
+        was silent) and the reorder function then orders: ``decide`` on the slot as last reported."""
+        now = DAY0 + timedelta(hours=hour)
+        ordered = []
+        for s in slots:
+            if last_read[s] < 0:
+                continue
+            state = self.slot(int(s), float(observed[s]), 0.0, DAY0 + timedelta(hours=int(last_read[s]) + 1))
+            point = reorder_point(FULL, self.policy, self.rates[s], self.planned[s])
+            if expected_stock(state, now) <= point and decide(DeviceStatus.LINKED, state, now).reorder:
+                ordered.append(int(s))
+        return ordered
+
+    def slot(self, slot: int, remaining: float, on_hand: float, last_reading_at: datetime | None) -> Slot:
+        """The slot as the reorder function reads it."""
+        return Slot(
+            serial="bench",
+            slot_id=str(slot),
+            subscribed=True,
+            original_quantity=FULL,
+            remaining_quantity=remaining,
+            on_hand_quantity=on_hand,
+            daily_consumption=self.rates[slot],
+            order=SlotOrder(),
+            policy=self.policy,
+            planned_reorder_point=self.planned[slot],
+            last_reading_at=last_reading_at,
+        )
+
     def learn(self, slot: int, order: int, placed_hour: int, promised_hours: float) -> None:
         """DRS's estimated delivery date of a new order, as the daily visit sees it."""
         placed = DAY0 + timedelta(hours=placed_hour)
@@ -212,19 +244,8 @@ class _ShippedPolicy:
 
     def decide(self, slot: int, hour: int, remaining: float, on_hand: float) -> bool:
         """The reorder function's decision on a slot the hot path flagged."""
-        state = Slot(
-            serial="bench",
-            slot_id=str(slot),
-            subscribed=True,
-            original_quantity=FULL,
-            remaining_quantity=remaining,
-            on_hand_quantity=on_hand,
-            daily_consumption=self.rates[slot],
-            order=SlotOrder(),
-            policy=self.policy,
-            planned_reorder_point=self.planned[slot],
-        )
-        return decide(DeviceStatus.LINKED, state, DAY0 + timedelta(hours=hour)).reorder
+        now = DAY0 + timedelta(hours=hour)
+        return decide(DeviceStatus.LINKED, self.slot(slot, remaining, on_hand, now), now).reorder
 
 
 def simulate(world: World, policy: str) -> Tally:
@@ -239,6 +260,11 @@ def simulate(world: World, policy: str) -> Tally:
     observed = world.start.copy()  # level at the last reading
     observed_use = np.zeros(slots)  # use the readings have shown, cumulative
     last_read = np.full(slots, -1)
+    # A delivered order stays open for the backend until a reading shows the slot after it (the refill, or
+    # the parcel on hand): DRS sends no "delivered".
+    unseen_delivery = np.zeros(slots, dtype=bool)
+    # Stock on hand as the backend knows it: the parcel from its delivery, until a reading shows it loaded.
+    known_on_hand = np.zeros(slots)
     tally = Tally(np.zeros(slots), np.zeros((slots, months), dtype=bool), np.zeros(slots), np.zeros(slots))
     tally.earliness = [[] for _ in range(slots)]
     level = np.full(slots, NAIVE_THRESHOLD * FULL)
@@ -264,6 +290,8 @@ def simulate(world: World, policy: str) -> Tally:
         # Parcels arriving at the start of the hour; an empty slot is loaded at once.
         for s in np.flatnonzero(open_order & (arrival == hour)):
             open_order[s] = False
+            unseen_delivery[s] = True
+            known_on_hand[s] += FULL
             if hour >= warmup:
                 tally.earliness[s].append(_hours_until_dry(world, s, hour, remaining[s]) / 24)
             if remaining[s] <= 0:
@@ -272,6 +300,9 @@ def simulate(world: World, policy: str) -> Tally:
                 on_hand[s] += FULL
         if shipped is not None and hour % 24 == VISIT_HOUR:
             level = shipped.daily(hour, observed_use, last_read, open_order)
+            idle = counted[~open_order & ~unseen_delivery & (known_on_hand <= 0)]
+            for s in shipped.silent_and_due(hour, observed, last_read, idle):
+                place(s, hour)
         if policy == "oracle":
             # Once no order is open (DRS allows one per slot), plan the next so that it arrives one day
             # before the stock in the slot and on hand runs out.
@@ -300,6 +331,8 @@ def simulate(world: World, policy: str) -> Tally:
         observed_use += drop
         observed = np.where(reading, remaining, observed)
         last_read = np.where(reading, hour, last_read)
+        unseen_delivery &= ~reading
+        known_on_hand = np.where(reading, on_hand, known_on_hand)
         if policy == "oracle":
             continue
         flagged = counted[reading & ~open_order & (remaining + on_hand <= level)]

@@ -199,3 +199,22 @@ def test_the_worker_runs_the_estimation_in_its_default_upkeep(
     assert updated is not None and updated.planned_reorder_point is not None
     assert demand_estimator(plain, repository) is not None
     assert len(estimate_from_item(item(plain, serial)).history) >= estimation.MIN_HISTORY_DAYS
+
+
+def test_a_device_silent_since_its_stock_crossed_the_point_is_flagged_by_the_visit(
+    store: EstimateStore, repository: StateRepository
+) -> None:
+    # Given a slot used steadily, last read above its reorder point
+    serial = "SN-SILENT"
+    new_slot(repository, serial)
+    live(store, repository, serial, 8, start=88.0)
+    slot = repository.get_slot(serial, "Filter", consistent=True)
+    assert slot is not None and slot.planned_reorder_point is not None and slot.last_reading_at is not None
+    above = slot.remaining_quantity - slot.planned_reorder_point
+    assert above > 0 and not state_from_item(item(store, serial)).reorder_due
+    # When the device goes silent for long enough to use that margin, and the daily visit comes
+    silent_days = above / (slot.daily_consumption or 1.0) + 0.5
+    assert 0.5 < silent_days < 3
+    estimate_slot(store, repository, slot, slot.last_reading_at + timedelta(days=silent_days))
+    # Then the visit flags the slot for an order without waiting for the device's next reading
+    assert state_from_item(item(store, serial)).reorder_due

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from drs_core.domain import estimation
 from drs_core.domain.estimation import DemandEstimate, learn_lead_time, observe_use, plan
 from drs_core.domain.models import DeviceStatus, Slot, SlotPolicy
-from drs_core.domain.reorder_policy import Verdict, decide, reorder_point
+from drs_core.domain.reorder_policy import Verdict, decide, expected_stock, reorder_point
 
 MONDAY = datetime(2026, 3, 2, 3, tzinfo=UTC)
 
@@ -126,12 +127,25 @@ def test_the_planned_point_replaces_the_fixed_rule_in_reorder_point_and_decide()
     assert reorder_point(100.0, policy, 1.0, planned=6.5) == pytest.approx(6.5)
     slot = Slot(serial="SN1", slot_id="Filter", subscribed=True, original_quantity=100, remaining_quantity=10)
     assert decide(DeviceStatus.LINKED, slot, MONDAY).verdict is Verdict.REORDER
-    planned = Slot(
+    planned = replace(slot, planned_reorder_point=6.5)
+    assert decide(DeviceStatus.LINKED, planned, MONDAY).verdict is Verdict.ENOUGH_STOCK
+
+
+def test_the_stock_of_a_silent_device_is_projected_at_its_rate_for_up_to_three_days() -> None:
+    slot = Slot(
         serial="SN1",
         slot_id="Filter",
         subscribed=True,
         original_quantity=100,
-        remaining_quantity=10,
-        planned_reorder_point=6.5,
+        remaining_quantity=30,
+        daily_consumption=5.0,
+        last_reading_at=MONDAY,
     )
-    assert decide(DeviceStatus.LINKED, planned, MONDAY).verdict is Verdict.ENOUGH_STOCK
+    # Reporting on time: the stock as last read
+    assert expected_stock(slot, MONDAY + timedelta(hours=6)) == 30
+    # Silent for two days: ten used since
+    assert expected_stock(slot, MONDAY + timedelta(days=2)) == pytest.approx(20.0)
+    # Silent for longer: taken to be off or away, nothing projected
+    assert expected_stock(slot, MONDAY + timedelta(days=4)) == 30
+    # and never below empty
+    assert expected_stock(replace(slot, remaining_quantity=3.0), MONDAY + timedelta(days=2)) == 0.0

@@ -10,7 +10,8 @@ version. The visit
    the use since the current snapshot);
 3. plans the reorder point (level, weekly pattern, variability, learnt lead time) and stores it, with
    the reorder fields recomputed from it (``usage.refresh``: the snapshot rolls if due, and the slot is
-   flagged ``reorderDue`` if it is already at or below the new point).
+   flagged ``reorderDue`` if it is already at or below the new point, or if the stock expected now is:
+   ``reorder_policy.expected_stock`` projects the use of a device silent for up to three days).
 
 The hot path keeps comparing readings with the stored reorder level: the plan is just a better number.
 """
@@ -27,6 +28,7 @@ from drs_core.adapters.state_repository import StateRepository
 from drs_core.adapters.usage_store import UsageStore, state_from_item
 from drs_core.domain import estimation, usage
 from drs_core.domain.models import OrderState, Slot
+from drs_core.domain.reorder_policy import expected_stock
 from drs_core.errors import SlotBusy
 
 # Slot versions the visit tries before giving up for the day (readings keep moving it).
@@ -57,13 +59,24 @@ def estimate_slot(
             package_quantity=float(state.original),
         )
         point = usage.quantity(planned.reorder_point) if planned is not None else None
-        new = usage.refresh(replace(state, planned_reorder_point=point), now)
+        refreshed = usage.refresh(replace(state, planned_reorder_point=point), now)
+        new = _flag_if_silent_and_due(refreshed, current, now)
         written = store.write_estimate(slot.serial, slot.slot_id, item, state, new, estimate)
         if written is None:
             return current
         if not isinstance(written, Refused):
             return slot_from_item(written)
     raise SlotBusy(f"slot {slot.slot_id} kept changing during its daily estimation")
+
+
+def _flag_if_silent_and_due(new: usage.UsageState, slot: Slot, now: datetime) -> usage.UsageState:
+    """``new`` flagged ``reorderDue`` when the stock expected now (the device has been silent: offline,
+    or its next upload not in yet) is at or below the new reorder point: the hot path would only see
+    the crossing at the device's next reading."""
+    if new.reorder_due or new.reorder_point is None or not usage.may_raise_due(new, now):
+        return new
+    projected = expected_stock(replace(slot, daily_consumption=new.daily_consumption), now)
+    return replace(new, reorder_due=True) if projected <= float(new.reorder_point) else new
 
 
 def _learn_lead_time(
