@@ -27,8 +27,10 @@ time's own uncertainty). Pure functions of the estimate and time; the service pe
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from statistics import NormalDist
 
 SECONDS_PER_DAY = 86_400.0
@@ -136,14 +138,14 @@ def _remember_runs(
     Guests, a party, a few busy days come rarely, and a four-week history often shows none: remembered
     for months, they still size the safety stock of a household that has them.
     """
-    active = active_days(history)
+    active = _active_days(history)
     if len(active) < RUN_DAYS + MIN_HISTORY_DAYS or active[-1] != len(history) - 1:
         return previous
     typical = _mean([history[i] for i in active])
     if typical <= 0:
         return previous
     # A weekly pattern is expected use, not a burst: compare each day with its weekday's typical.
-    factors = weekday_factors(history, active, last_day)
+    factors = _weekday_factors(history, active, last_day.weekday())
     last, last_weekday = len(history) - 1, last_day.weekday()
 
     def expected(index: int) -> float:
@@ -183,9 +185,15 @@ def learn_lead_time(
 
 def active_days(history: tuple[float, ...]) -> list[int]:
     """Indexes of the history's days that are not part of an absence (``ABSENCE_DAYS`` idle in a row)."""
+    return list(_active_days(tuple(history)))
+
+
+# The daily visit asks about one history several times (use, runs, plan): computed once.
+@lru_cache(maxsize=1024)
+def _active_days(history: tuple[float, ...]) -> tuple[int, ...]:
     positive = sorted(use for use in history if use > 0)
     if not positive:
-        return []
+        return ()
     idle_below = IDLE_SHARE * positive[len(positive) // 2]
     active: list[int] = []
     run: list[int] = []
@@ -200,7 +208,7 @@ def active_days(history: tuple[float, ...]) -> list[int]:
     # An idle run still going on counts as absence as soon as it is long enough, as it would later.
     if len(run) < ABSENCE_DAYS:
         active.extend(run)
-    return sorted(active)
+    return tuple(sorted(active))
 
 
 def _mean(values: list[float]) -> float:
@@ -213,13 +221,22 @@ def _sd(values: list[float], centre: float) -> float:
     return math.sqrt(sum((v - centre) ** 2 for v in values) / (len(values) - 1))
 
 
-def weekday_factors(history: tuple[float, ...], active: list[int], last_day: datetime) -> list[float] | None:
+def weekday_factors(
+    history: tuple[float, ...], active: Sequence[int], last_day: datetime
+) -> tuple[float, ...] | None:
     """Use of each weekday (Monday 0) relative to the mean, or None when the history shows no weekly
-    pattern beyond noise (weekend and weekday use compared, ``WEEKLY_Z`` standard errors)."""
+    pattern beyond noise (weekend and weekday use compared, ``WEEKLY_Z`` standard errors). The last day
+    of ``history`` is ``last_day``'s; ``active`` its days that count (``active_days``)."""
+    return _weekday_factors(tuple(history), tuple(active), last_day.weekday())
+
+
+@lru_cache(maxsize=1024)
+def _weekday_factors(
+    history: tuple[float, ...], active: tuple[int, ...], last_weekday: int
+) -> tuple[float, ...] | None:
     if len(active) < WEEKLY_MIN_DAYS:
         return None
     last = len(history) - 1
-    last_weekday = last_day.weekday()
     weekday = [(last_weekday - (last - index)) % 7 for index in range(len(history))]
     weekend = [history[i] for i in active if weekday[i] >= 5]
     weekdays = [history[i] for i in active if weekday[i] < 5]
@@ -234,7 +251,7 @@ def weekday_factors(history: tuple[float, ...], active: list[int], last_day: dat
     overall = (2 * mean_end + 5 * mean_week) / 7
     if overall <= 0:
         return None
-    return [(mean_end if day >= 5 else mean_week) / overall for day in range(7)]
+    return tuple((mean_end if day >= 5 else mean_week) / overall for day in range(7))
 
 
 def plan(
@@ -248,11 +265,11 @@ def plan(
     (or shows no use at all), so the policy's fixed rule applies. ``package_quantity`` (the slot's
     full quantity) tells how many orders a month the slot makes, which sets the service level."""
     history = estimate.history
-    active = active_days(history)
+    active = _active_days(history)
     if len(active) < MIN_HISTORY_DAYS or estimate.observed_at is None:
         return None
     last_day = estimate.observed_at
-    factors = weekday_factors(history, active, last_day)
+    factors = _weekday_factors(history, active, last_day.weekday())
     last, last_weekday = len(history) - 1, last_day.weekday()
 
     def factor(index: int) -> float:
