@@ -78,11 +78,13 @@ class EstimateStore(UsageStore):
     ) -> Item | Refused | None:
         """Write ``new`` and ``estimate`` over ``item`` if the slot is still at ``old.version``.
 
-        The new item, ``Refused`` (with the current item) if the slot moved, None if nothing changed.
+        The new item, ``Refused`` (with the current item) if the slot moved, None if nothing changed
+        but the version.
         """
         before = estimate_attributes(estimate_from_item(item))
         after = estimate_attributes(estimate)
         changes = {name: value for name, value in after.items() if value != before[name]}
-        if not changes and not changed_attributes(old, new):
-            return None
+        usage_changes = set(changed_attributes(old, new))
+        if not changes and old.reorder_fields_valid and usage_changes <= {Attr.VERSION, Attr.REORDER_VERSION}:
+            return None  # only the version would move: nothing to write (a repeated visit, say)
         return self._write_exact(serial, slot_id, item, old, new, changes)

@@ -352,6 +352,8 @@ class _Worker:
         self.drs = drs
         self.lease = timedelta(seconds=lease_seconds)
         self.upkeep = upkeep
+        # Slots whose daily estimation refreshed their forecast already: no second refresh.
+        self.estimated: set[tuple[str, str]] = set()
         self.owner = uuid.uuid4().hex
         # Devices reported whose slots hit a retryable fault: the job is retried for them.
         self.slots_to_retry: list[str] = []
@@ -449,11 +451,15 @@ class _Worker:
         if self.upkeep.estimate_demand is None or not slot.subscribed or slot.last_reading_at is None:
             return slot
         try:
-            return self.upkeep.estimate_demand(slot, default_clock().now()) or slot
+            estimated = self.upkeep.estimate_demand(slot, default_clock().now())
         except Exception:
             logger.exception("demand estimation failed; the slot keeps its previous plan")
             metrics.add_metric(name="DemandEstimationFailed", unit=MetricUnit.Count, value=1)
             return slot
+        if estimated is None:
+            return slot
+        self.estimated.add((slot.serial, slot.slot_id))
+        return estimated
 
     def _slot_status(
         self,
@@ -476,7 +482,8 @@ class _Worker:
         ):
             return
         consumed = slot.last_use_at is not None and (mark.use_at is None or slot.last_use_at > mark.use_at)
-        if consumed and self.upkeep.refresh_forecast is not None:
+        fresh = (serial, slot.slot_id) in self.estimated
+        if consumed and self.upkeep.refresh_forecast is not None and not fresh:
             slot = self.upkeep.refresh_forecast(slot, now) or slot
         from drs_core.adapters.drs_client import SlotStatusReport
 
