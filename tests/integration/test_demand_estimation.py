@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from drs_core.adapters.estimate_store import EstimateStore, estimate_from_item
+from drs_core.adapters.estimate_store import EstimateStore, estimate_from_item, pack_history, unpack_history
 from drs_core.adapters.items import Attr
 from drs_core.adapters.state_repository import StateRepository
 from drs_core.adapters.usage_store import UsageStore, state_from_item
 from drs_core.domain import estimation
 from drs_core.domain.models import Order, OrderState, Reading, ReadingKind, SlotOrder
-from drs_core.services.estimation import demand_estimator, estimate_slot
+from drs_core.services.estimation import demand_estimator, estimate_slot, order_fingerprint
 from drs_core.services.reporting import default_upkeep
 from tests.conftest import STATE_TABLE
 
@@ -127,7 +127,7 @@ def test_the_lead_time_is_learnt_from_the_orders_estimated_delivery_date(
     stored = item(store, serial)
     learnt = estimate_from_item(stored)
     assert learnt.lead_time_days == pytest.approx(2.0, abs=0.01)
-    assert learnt.lead_time_order == "order-1"
+    assert learnt.lead_time_order == order_fingerprint("order-1")
     after = state_from_item(stored).planned_reorder_point
     assert before is not None and after is not None and after < before
 
@@ -218,3 +218,11 @@ def test_a_device_silent_since_its_stock_crossed_the_point_is_flagged_by_the_vis
     estimate_slot(store, repository, slot, slot.last_reading_at + timedelta(days=silent_days))
     # Then the visit flags the slot for an order without waiting for the device's next reading
     assert state_from_item(item(store, serial)).reorder_due
+
+
+def test_the_history_is_stored_in_sixty_bytes_to_a_65535th_of_its_largest_day() -> None:
+    history = tuple(float(day % 7) * 1.37 for day in range(estimation.HISTORY_DAYS))
+    packed = pack_history(history)
+    assert len(packed) == 4 + 2 * estimation.HISTORY_DAYS
+    assert unpack_history(packed) == pytest.approx(history, abs=max(history) / 0xFFFF)
+    assert unpack_history(pack_history((0.0, 0.0))) == (0.0, 0.0)

@@ -18,6 +18,7 @@ The hot path keeps comparing readings with the stored reorder level: the plan is
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -79,6 +80,11 @@ def _flag_if_silent_and_due(new: usage.UsageState, slot: Slot, now: datetime) ->
     return replace(new, reorder_due=True) if projected <= float(new.reorder_point) else new
 
 
+def order_fingerprint(instance_id: str) -> str:
+    """A short stand-in for an order id on the slot item (which order the lead time was learnt from)."""
+    return hashlib.sha256(instance_id.encode()).hexdigest()[:12]
+
+
 def _learn_lead_time(
     estimate: estimation.DemandEstimate, slot: Slot, repository: StateRepository
 ) -> estimation.DemandEstimate:
@@ -87,7 +93,7 @@ def _learn_lead_time(
         order.state not in LEARNABLE_ORDER_STATES
         or order.instance_id is None
         or order.estimated_delivery_date is None
-        or order.instance_id == estimate.lead_time_order
+        or order_fingerprint(order.instance_id) == estimate.lead_time_order
     ):
         return estimate
     history = repository.get_order(slot.serial, order.instance_id)
@@ -95,7 +101,7 @@ def _learn_lead_time(
         return estimate
     return estimation.learn_lead_time(
         estimate,
-        order_id=order.instance_id,
+        order_id=order_fingerprint(order.instance_id),
         placed_at=history.placed_at,
         estimated_delivery=order.estimated_delivery_date,
     )
