@@ -6,13 +6,15 @@ the planned reorder point and the reorder fields recomputed from it, in one writ
 ``version`` (the usage path's own guard), so a reading in between makes the visit read and try again.
 
 Every hot-path write is billed by the slot item's size (one write unit per KB), so the estimate is kept
-small: the daily-use history is one binary attribute (a float32 scale and an unsigned 16-bit share of it
-per day, 60 bytes for four weeks, to a 65,535th of the largest day), and the order learnt from is a
-short fingerprint of its id (``services.estimation``).
+small: the daily-use history is one string (base64 of a float32 scale and an unsigned 16-bit share of
+it per day: 80 characters for four weeks, to a 65,535th of the largest day; a string rather than a
+binary attribute, which stream records and their filters would carry base64-encoded anyway), and the
+order learnt from is a short fingerprint of its id (``services.estimation``).
 """
 
 from __future__ import annotations
 
+import base64
 import struct
 
 from drs_core.adapters.items import (
@@ -25,6 +27,7 @@ from drs_core.adapters.items import (
     get_time,
     opt_num_av,
     opt_str_av,
+    str_av,
     time_av,
 )
 from drs_core.adapters.usage_store import UsageStore, changed_attributes
@@ -48,9 +51,9 @@ def unpack_history(packed: bytes) -> tuple[float, ...]:
 
 def estimate_from_item(item: Item) -> DemandEstimate:
     """The slot item's demand estimate (an empty one before the first visit)."""
-    packed = item.get(Attr.USAGE_HISTORY, {}).get("B")
+    packed = get_str(item, Attr.USAGE_HISTORY)
     return DemandEstimate(
-        history=unpack_history(bytes(packed)) if packed else (),
+        history=unpack_history(base64.b64decode(packed)) if packed else (),
         observed_at=get_time(item, Attr.USAGE_OBSERVED_AT),
         consumed_mark=get_float(item, Attr.USAGE_CONSUMED_MARK),
         lead_time_days=get_float(item, Attr.LEARNT_LEAD_TIME),
@@ -63,7 +66,9 @@ def estimate_from_item(item: Item) -> DemandEstimate:
 def estimate_attributes(estimate: DemandEstimate) -> dict[str, AttributeValue | None]:
     """The estimate's attributes (None: absent)."""
     return {
-        Attr.USAGE_HISTORY: {"B": pack_history(estimate.history)} if estimate.history else None,
+        Attr.USAGE_HISTORY: str_av(base64.b64encode(pack_history(estimate.history)).decode())
+        if estimate.history
+        else None,
         Attr.USAGE_OBSERVED_AT: time_av(estimate.observed_at),
         Attr.USAGE_CONSUMED_MARK: opt_num_av(estimate.consumed_mark),
         Attr.LEARNT_LEAD_TIME: opt_num_av(estimate.lead_time_days),
