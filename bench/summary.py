@@ -9,7 +9,7 @@ quotas; "holds" compares with the target.
 
 from __future__ import annotations
 
-from bench import cold_start, cost, ingestion, packages, reporting
+from bench import cold_start, cost, ingestion, packages, replenishment, reporting
 from bench.table import print_table
 
 # One usage reading a day per slot is the daily rate update: a refused blind write, then the exact one.
@@ -161,6 +161,16 @@ def rows() -> list[list[object]]:
             _holds(priced.total <= cost.TARGET_USD),
         ]
     )
+    quality = replenishment.measure()
+    naive, oracle = quality.overall["naive"], quality.overall["oracle"]
+    baselines = [
+        f"{naive.stockout_hours:.2f} h (naive)",
+        f"{naive.stockout_hours:.2f} h (naive), {oracle.stockout_hours:.2f} h (oracle)",
+        f"{max(p['naive'].dry_share for p in quality.by_pattern.values()):.1%} (naive, worst)",
+        f"{oracle.earliness:.2f} d (oracle)",
+    ]
+    for (goal, measured, target, ok), baseline in zip(quality.goals(), baselines, strict=True):
+        table.append([f"replenishment: {goal}", measured, baseline, "-", target, _holds(ok)])
     return table
 
 

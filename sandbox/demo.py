@@ -42,6 +42,8 @@ SHIP_AFTER = timedelta(hours=18)
 CANCEL_AFTER = timedelta(hours=2)
 RESOLVE_AFTER = timedelta(hours=20)
 TEST_ORDER_CANCEL_AFTER = timedelta(hours=5)
+# The shade of a slot's dry periods on its chart.
+DRY_SHADE = "#fadbd8"
 
 
 def _ensure_importable() -> None:
@@ -61,7 +63,10 @@ from sandbox.scenario import (  # noqa: E402 - needs the paths above when run as
     SandboxClient,
     SimulatedDevice,
     Timeline,
+    check_no_avoidable_dry,
     check_system,
+    dry_hours,
+    dry_periods,
     failures_of,
     idempotency_key,
     short_id,
@@ -564,6 +569,35 @@ class Scenario:
 # ------------------------------------------------------------------------------------ summary, charts
 
 
+def avoidable_dry(scenario: Scenario) -> CheckResult:
+    """No slot ran dry while an order placed on time would have prevented it (``check_no_avoidable_dry``:
+    the simulator delivers ``DELIVERY_TIME`` after an order; a reading reaches the backend at the next
+    upload, up to an upload interval late)."""
+    from sandbox.simulator.records import DELIVERY_TIME
+
+    tl = scenario.timeline
+    dry = {
+        (serial, slot_id): dry_periods(slot.history)
+        for serial, device in scenario.devices.items()
+        for slot_id, slot in device.slots.items()
+    }
+    slots = [slot for device in scenario.devices.values() for slot in device.slots.values()]
+    hours = sum(dry_hours(slot.history) for slot in slots)
+    tests = [serial for serial in tl.linked_periods() if tl.is_test_device(serial)]
+    return CheckResult(
+        "no slot ran dry while an order placed on time would have prevented it",
+        check_no_avoidable_dry(
+            dry,
+            tl.events,
+            tl.linked_periods(),
+            delivery_time=DELIVERY_TIME,
+            grace=timedelta(seconds=DAY / scenario.plan.uploads_per_day),
+            test_devices=tests,
+        ),
+        f"{sum(len(spans) for spans in dry.values())} dry periods, {hours:.0f} stockout hours in all",
+    )
+
+
 def summary_rows(scenario: Scenario) -> list[dict[str, Any]]:
     """Per device and slot: what the timeline saw and what the backend answers now."""
     tl, rows = scenario.timeline, []
@@ -583,6 +617,7 @@ def summary_rows(scenario: Scenario) -> list[dict[str, Any]]:
                     "shipped": len(tl.of(EventKind.ORDER_SHIPPED, serial=serial, slot_id=seen)),
                     "refills": len(slot.refills),
                     "reports": len(tl.of(EventKind.REPORT_SLOT, serial=serial, slot_id=seen)),
+                    "dry": f"{dry_hours(slot.history):.0f}",
                     "level": f"{slot.level:.1f}/{slot.capacity:g} {slot.product.unit}",
                     "backend": f"{slots[slot_id]['remainingQuantity']:.1f}" if slot_id in slots else "-",
                     "order": slots[slot_id]["order"]["state"] if slot_id in slots else "-",
@@ -602,6 +637,7 @@ def print_table(rows: Sequence[Mapping[str, Any]], out: TextIO) -> None:
         "shipped": "shipped",
         "refills": "refills",
         "reports": "slotStatus",
+        "dry": "dry h",
         "level": "device level",
         "backend": "backend level",
         "order": "order",
@@ -684,8 +720,10 @@ def render_chart(
     marks: Sequence[tuple[str, datetime]],
     start: datetime,
     end: datetime,
+    dry: Sequence[tuple[datetime, datetime]] = (),
 ) -> str:
-    """An SVG line chart of a slot's level over simulated days, with order/ship/refill markers."""
+    """An SVG line chart of a slot's level over simulated days, with order/ship/refill markers and the
+    ``dry`` periods (empty, nothing to load) shaded."""
     width, height = 760, 340
     left, right, top, bottom = 70, 20, 64, 52
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -723,6 +761,13 @@ def render_chart(
         f'<text x="18" y="{top + plot_h / 2:.1f}" text-anchor="middle" '
         f'transform="rotate(-90 18 {top + plot_h / 2:.1f})">remaining ({escape(unit)})</text>',
     ]
+    for dry_start, dry_end in dry:
+        parts.append(
+            f'<rect x="{x(dry_start):.1f}" y="{top}" width="{max(x(dry_end) - x(dry_start), 1.0):.1f}" '
+            f'height="{plot_h}" fill="{DRY_SHADE}"><title>dry</title></rect>'
+        )
+    parts.append(f'<rect x="{left}" y="40" width="14" height="10" fill="{DRY_SHADE}" stroke="#e6b0aa"/>')
+    parts.append(f'<text x="{left + 18}" y="50">dry</text>')
     points = " ".join(f"{x(at):.1f},{y(level):.1f}" for at, level in history)
     parts.append(f'<polyline points="{points}" fill="none" stroke="#34495e" stroke-width="2"/>')
     for kind, at in marks:
@@ -753,7 +798,14 @@ def write_charts(scenario: Scenario, output_dir: Path) -> list[Path]:
             marks += [("refill", at) for at in slot.refills]
             title = f"{serial} / {slot_id} ({device.device.model_id}, {slot.product.asin})"
             svg = render_chart(
-                title, slot.product.unit, slot.capacity, slot.history, marks, scenario.start, end
+                title,
+                slot.product.unit,
+                slot.capacity,
+                slot.history,
+                marks,
+                scenario.start,
+                end,
+                dry=dry_periods(slot.history),
             )
             path = output_dir / f"{serial}-{slot_id}.svg"
             path.write_text(svg, encoding="utf-8")
@@ -777,6 +829,7 @@ def run_scenario(
     narrator = scenario.narrator
     checks = check_system(system, scenario.timeline, expected_error=scenario.expected_error)
     checks.append(scenario.coverage())
+    checks.append(avoidable_dry(scenario))
     rows = summary_rows(scenario)
     result = DemoResult(checks, scenario.timeline, scenario.devices, rows)
     narrator.say("\n== summary")

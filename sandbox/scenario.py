@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
@@ -1037,6 +1038,89 @@ def check_cooldowns(events: Sequence[Event], *, test_devices: Iterable[str] = ()
                 f"the cancel at {to_iso(cancelled[key])}"
             )
     return failures
+
+
+def dry_periods(history: Sequence[tuple[datetime, float]]) -> list[tuple[datetime, datetime]]:
+    """When a slot's level history sat at zero (empty, nothing loaded): (start, end) spans, merged."""
+    spans: list[tuple[datetime, datetime]] = []
+    for (start, before), (end, after) in pairwise(history):
+        if before > 0 or after > 0 or end <= start:
+            continue
+        if spans and spans[-1][1] >= start:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def dry_hours(history: Sequence[tuple[datetime, float]]) -> float:
+    """Hours a slot was empty with nothing to load (stockout hours)."""
+    return sum((end - start).total_seconds() for start, end in dry_periods(history)) / 3600
+
+
+def check_no_avoidable_dry(
+    dry: Mapping[tuple[str, str], Sequence[tuple[datetime, datetime]]],
+    events: Sequence[Event],
+    linked: Mapping[str, Sequence[tuple[datetime, datetime | None]]],
+    *,
+    delivery_time: timedelta,
+    grace: timedelta,
+    test_devices: Iterable[str] = (),
+) -> list[str]:
+    """No slot ran dry while an order placed on time would have prevented it.
+
+    For each dry period of a slot, the moment an order had to be placed to arrive by its start is
+    ``delivery_time`` before it, less ``grace`` (how late a reading can reach the backend). The backend
+    is at fault if the slot could have ordered then: its device linked, no order of the slot open (an
+    order in the pipeline that arrives late is Amazon's delay, not the policy's), no customer cancel
+    in the cooldown before, fewer than two cancels since the last refill. Test devices are skipped.
+    """
+    skip = set(test_devices)
+    per_slot: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    for event in sorted(events, key=_at):
+        if event.serial is not None and event.slot_id is not None:
+            per_slot[(str(event.serial), event.slot_id)].append(event)
+    failures: list[str] = []
+    for (serial, slot_id), spans in dry.items():
+        if serial in skip:
+            continue
+        for start, end in spans:
+            due = start - delivery_time - grace
+            reason = _why_no_order(per_slot[(serial, slot_id)], linked.get(serial, ()), due)
+            if reason is None:
+                failures.append(
+                    f"{serial}/{slot_id}: dry from {to_iso(start)} to {to_iso(end)}, though it could have "
+                    f"ordered at {to_iso(due)} ({delivery_time.days} days of delivery before)"
+                )
+    return failures
+
+
+def _why_no_order(
+    events: Sequence[Event], linked: Sequence[tuple[datetime, datetime | None]], at: datetime
+) -> str | None:
+    """Why the slot could not order at ``at`` (None: it could have)."""
+    if not any(begin <= at and (end is None or at < end) for begin, end in linked):
+        return "not linked (or not yet)"
+    placed: datetime | None = None
+    cancels = 0
+    for event in events:
+        if event.at > at:
+            break
+        if event.kind is EventKind.ORDER_PLACED:
+            placed = event.at
+        elif event.kind in (EventKind.ORDER_CANCELLED, EventKind.ORDER_DELIVERED):
+            placed = None
+            if event.kind is EventKind.ORDER_CANCELLED:
+                cancels += 1
+                if at < event.at + CUSTOMER_CANCEL_COOLDOWN:
+                    return "cooldown after a customer cancel"
+        elif event.kind is EventKind.REFILL:
+            cancels = 0
+    if placed is not None:
+        return "an order was open"
+    if cancels >= 2:
+        return "blocked until refill after two cancels"
+    return None
 
 
 def check_daily_device_status(

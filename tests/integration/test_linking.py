@@ -492,12 +492,13 @@ def test_device_read_computes_the_forecast_at_read_time(api: Api, aws: AwsEnv, c
     # When the app reads the device
     answer = api.request("GET", DEVICE, concrete(DEVICE, linked.serial), authorization=linked.owner.bearer)
 
-    # Then run-out is in 5 days, replenishment 1 day before
+    # Then run-out is in 5 days, and the order when stock reaches the reorder point: 2 a day over the
+    # 1-day lead time and the 2 safety days is 6, reached in 2 days
     slot = next(slot for slot in answer.body["slots"] if slot["slotId"] == "Filter")
     now = clock.now()
     assert slot["dailyConsumption"] == 2
     assert slot["expectedRunOutDate"] == to_iso(now + timedelta(days=5))
-    assert slot["expectedReplenishmentDate"] == to_iso(now + timedelta(days=4))
+    assert slot["expectedReplenishmentDate"] == to_iso(now + timedelta(days=2))
     # And a slot without measured use has no forecast fields at all
     cleaner = next(slot for slot in answer.body["slots"] if slot["slotId"] == "Cleaner")
     assert "expectedRunOutDate" not in cleaner and "dailyConsumption" not in cleaner

@@ -74,3 +74,28 @@ def test_a_longer_observation_weighs_more():
 @pytest.mark.parametrize(("consumed", "seconds"), [(-5.0, 3600), (5.0, 0), (float("nan"), 3600)])
 def test_meaningless_observations_leave_the_estimate_unchanged(consumed, seconds):
     assert update_daily_rate(4.0, consumed, seconds) == 4.0
+
+
+def test_with_a_reorder_point_the_replenishment_date_is_when_stock_reaches_it():
+    # Given 10 in the slot and 20 on hand used at 3 a day, and a reorder point of 12
+    result = forecast(
+        remaining=10, on_hand=20, daily_consumption=3, now=NOW, lead_time_days=7, reorder_point=12
+    )
+    # Then the policy orders when 18 have been used: in 6 days; already at or below it: now
+    assert result.expected_replenishment_at == NOW + timedelta(days=6)
+    below = forecast(remaining=5, on_hand=0, daily_consumption=3, now=NOW, lead_time_days=7, reorder_point=12)
+    assert below.expected_replenishment_at == NOW
+
+
+@given(remaining=positive, on_hand=quantities, rate=positive, point=quantities)
+def test_the_policys_replenishment_date_lies_between_now_and_run_out(remaining, on_hand, rate, point):
+    result = forecast(
+        remaining=remaining,
+        on_hand=on_hand,
+        daily_consumption=rate,
+        now=NOW,
+        lead_time_days=7,
+        reorder_point=point,
+    )
+    assert result is not None
+    assert NOW <= result.expected_replenishment_at <= result.run_out_at

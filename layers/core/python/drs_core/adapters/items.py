@@ -76,6 +76,17 @@ class Attr:
     REORDER_HELD_UNTIL = "reorderHeldUntil"
     # Set by a refill, removed once the prompt slotStatus went out (services/slot_reports.py).
     SLOT_REPORT_DUE = schema.SLOT_REPORT_DUE_ATTR
+    # Demand estimation (domain/estimation.py, services/estimation.py): the use the snapshot rolls
+    # counted, the daily visit's history and marks, the learnt lead time, and the planned reorder point.
+    CONSUMED_TOTAL = "consumedTotal"
+    PLANNED_REORDER_POINT = "plannedReorderPoint"
+    USAGE_HISTORY = "usageHistory"
+    USAGE_OBSERVED_AT = "usageObservedAt"
+    USAGE_CONSUMED_MARK = "usageConsumedMark"
+    LEARNT_LEAD_TIME = "learntLeadTimeDays"
+    LEARNT_LEAD_SPREAD = "learntLeadTimeSpread"
+    LEARNT_LEAD_ORDER = "learntLeadTimeOrder"
+    USAGE_RUN_VARIANCE = "usageRunVariance"
 
     SLOT_ID = "slotId"
     IS_TEST_ORDER = "isTest"
@@ -422,6 +433,7 @@ def slot_from_item(item: Item) -> Slot:
         ),
         version=get_int(item, Attr.VERSION, 0),
         last_reading_at=get_time(item, Attr.LAST_READING),
+        planned_reorder_point=get_float(item, Attr.PLANNED_REORDER_POINT),
     )
 
 

@@ -107,6 +107,8 @@ def state_from_item(item: Item) -> usage.UsageState:
         reorder_due=get_bool(item, Attr.REORDER_DUE, False),
         slot_report_due=get_bool(item, Attr.SLOT_REPORT_DUE, False),
         reorder_held_until=get_time(item, Attr.REORDER_HELD_UNTIL),
+        consumed_total=_decimal(item, Attr.CONSUMED_TOTAL) or usage.ZERO,
+        planned_reorder_point=_decimal(item, Attr.PLANNED_REORDER_POINT),
     )
 
 
@@ -132,6 +134,8 @@ def usage_attributes(state: usage.UsageState) -> dict[str, AttributeValue | None
         # Present only while due, so the stream filter and a sparse item agree.
         Attr.SLOT_REPORT_DUE: {"BOOL": True} if state.slot_report_due else None,
         Attr.REORDER_HELD_UNTIL: time_av(state.reorder_held_until),
+        Attr.CONSUMED_TOTAL: decimal_av(state.consumed_total) if state.consumed_total else None,
+        Attr.PLANNED_REORDER_POINT: opt_decimal_av(state.planned_reorder_point),
     }
 
 
@@ -382,10 +386,12 @@ class UsageStore(TableGateway):
         old: usage.UsageState,
         new: usage.UsageState,
         link_id: str | None = None,
+        extra: dict[str, AttributeValue | None] | None = None,
     ) -> Item | Refused:
-        """Write ``new`` over ``item`` if the slot is still at ``old.version``; the new item, or the
-        refusal carrying the current one."""
+        """Write ``new`` (and ``extra`` attributes) over ``item`` if the slot is still at
+        ``old.version``; the new item, or the refusal carrying the current one."""
         changes = changed_attributes(old, new)
+        changes.update(extra or {})
         update = UpdateBuilder()
         for name, value in changes.items():
             update.set(name, value)

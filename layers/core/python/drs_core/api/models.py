@@ -28,6 +28,7 @@ from pydantic import (
 from drs_core.clock import parse_iso, to_iso
 from drs_core.domain import forecast as forecasting
 from drs_core.domain.models import Reading, ReadingKind, Slot
+from drs_core.domain.reorder_policy import reorder_point
 
 # DRS's rule for model ids and serials (docs/drs.md §5); slot ids are ours to bound.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9+_-]{1,64}$"
@@ -189,13 +190,19 @@ def iso(value: datetime | None) -> str | None:
 
 
 def slot_view(slot: Slot, now: datetime) -> SlotView:
-    """The API's ``Slot``, with the forecast computed for ``now`` (never stored, so never stale)."""
+    """The API's ``Slot``, with the forecast computed for ``now`` (never stored, so never stale): the
+    run-out date, and as the replenishment date the day stock reaches the policy's reorder point (the
+    daily plan's once the slot's demand is estimated), when the backend will order."""
+    point = reorder_point(
+        slot.original_quantity, slot.policy, slot.daily_consumption, slot.planned_reorder_point
+    )
     predicted = forecasting.forecast(
         remaining=slot.remaining_quantity,
         on_hand=slot.on_hand_quantity,
         daily_consumption=slot.daily_consumption,
         now=now,
         lead_time_days=slot.policy.lead_time_days,
+        reorder_point=point,
     )
     return SlotView(
         slotId=slot.slot_id,

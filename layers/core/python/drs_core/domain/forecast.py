@@ -49,9 +49,16 @@ def days_of_stock(stock: float, daily_consumption: float | None) -> float | None
 
 
 def forecast(
-    *, remaining: float, on_hand: float, daily_consumption: float | None, now: datetime, lead_time_days: float
+    *,
+    remaining: float,
+    on_hand: float,
+    daily_consumption: float | None,
+    now: datetime,
+    lead_time_days: float,
+    reorder_point: float | None = None,
 ) -> Forecast | None:
-    """Run-out date and DRS's ``expectedReplenishmentDate`` (run-out minus lead time, never before now).
+    """Run-out date and the expected replenishment date, never before now: when stock reaches
+    ``reorder_point`` (the date the policy will order) if given, else run-out minus lead time.
 
     Stock on hand (shipped, not yet loaded) counts as remaining.
     """
@@ -59,5 +66,9 @@ def forecast(
     if days is None:
         return None
     run_out = now + timedelta(days=days)
-    replenish_at = max(now, run_out - timedelta(days=lead_time_days))
+    if reorder_point is not None:
+        until_order = days_of_stock(remaining + on_hand - reorder_point, daily_consumption) or 0.0
+        replenish_at = min(now + timedelta(days=until_order), run_out)
+    else:
+        replenish_at = max(now, run_out - timedelta(days=lead_time_days))
     return Forecast(daily_consumption, run_out, replenish_at)  # type: ignore[arg-type]

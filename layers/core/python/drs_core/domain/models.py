@@ -66,6 +66,8 @@ class Slot:
     version: int = 0
     # Server time of the slot's last usage reading: the device's last activity is the newest of these.
     last_reading_at: datetime | None = None
+    # The daily plan's reorder point (``estimation.plan``); None until the slot's demand is estimated.
+    planned_reorder_point: float | None = None
 
     def with_order(self, **changes: object) -> Slot:
         return replace(self, order=replace(self.order, **changes))

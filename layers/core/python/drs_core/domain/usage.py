@@ -95,6 +95,10 @@ class UsageState:
     # A refill showed a package was used up: DRS gets a slotStatus at once (schema.SLOT_REPORT_DUE_ATTR).
     slot_report_due: bool = False
     reorder_held_until: datetime | None = None
+    # Use counted by the snapshot rolls since the slot was first measured (the daily estimation's input).
+    consumed_total: Decimal = ZERO
+    # The daily plan's reorder point (``estimation.plan``, set by the daily visit); None: the fixed rule.
+    planned_reorder_point: Decimal | None = None
 
     @property
     def reorder_fields_valid(self) -> bool:
@@ -147,10 +151,18 @@ def may_raise_due(state: UsageState, now: datetime) -> bool:
 
 
 def reorder_fields(
-    *, original: Decimal, on_hand: Decimal, remaining: Decimal, policy: SlotPolicy, rate: float | None
+    *,
+    original: Decimal,
+    on_hand: Decimal,
+    remaining: Decimal,
+    policy: SlotPolicy,
+    rate: float | None,
+    planned: Decimal | None = None,
 ) -> tuple[Decimal, Decimal, Decimal]:
     """(reorder point, reorder level, headroom) computed from scratch."""
-    point = quantity(reorder_point(float(original), policy, rate))
+    point = quantity(
+        reorder_point(float(original), policy, rate, float(planned) if planned is not None else None)
+    )
     with localcontext(DYNAMODB_DECIMALS):
         level = point - on_hand
         return point, level, remaining - level
@@ -164,6 +176,7 @@ def with_reorder_fields(state: UsageState, now: datetime) -> UsageState:
         remaining=state.remaining,
         policy=state.policy,
         rate=state.daily_consumption,
+        planned=state.planned_reorder_point,
     )
     updated = replace(state, reorder_point=point, reorder_level=level, headroom=headroom)
     return _raise_due_if_needed(updated, now) if state.last_reading_at is not None else updated
@@ -194,8 +207,9 @@ def roll_snapshot(state: UsageState) -> UsageState:
     end = state.last_reading_at
     if state.snapshot_at is None or state.snapshot_remaining is None or end is None:
         return state
+    consumed = consumed_since_snapshot(state)
     with localcontext(DYNAMODB_DECIMALS):
-        consumed = state.snapshot_remaining + state.refilled_since_snapshot - state.remaining
+        consumed_total = state.consumed_total + max(consumed, ZERO)
     elapsed = (end - state.snapshot_at).total_seconds()
     rate = state.daily_consumption
     if elapsed >= MIN_RATE_PERIOD.total_seconds():
@@ -207,11 +221,20 @@ def roll_snapshot(state: UsageState) -> UsageState:
     return replace(
         state,
         daily_consumption=rate,
+        consumed_total=consumed_total,
         last_use_at=last_use,
         snapshot_remaining=state.remaining,
         snapshot_at=max(end, state.snapshot_at),
         refilled_since_snapshot=ZERO,
     )
+
+
+def consumed_since_snapshot(state: UsageState) -> Decimal:
+    """Use since the day's snapshot (negative when stock rose without a refill reading)."""
+    if state.snapshot_remaining is None:
+        return ZERO
+    with localcontext(DYNAMODB_DECIMALS):
+        return state.snapshot_remaining + state.refilled_since_snapshot - state.remaining
 
 
 def _storable(rate: float | None) -> float | None:
@@ -339,6 +362,7 @@ def apply_reading(state: UsageState, reading: Reading, now: datetime) -> Applied
             remaining=remaining,
             policy=changed.policy,
             rate=changed.daily_consumption,
+            planned=changed.planned_reorder_point,
         )
         changed = replace(changed, reorder_point=point, reorder_level=level, headroom=headroom)
     if changed.snapshot_at is None:

@@ -177,23 +177,31 @@ class SlotUpkeep:
     ``settle_deliveries(serial, slots, now)`` infers the delivery of open orders whose estimated date
     has passed (DRS sends no delivered notification) and returns the slots it moved;
     ``refresh_forecast(slot, now)`` re-estimates a consumed slot's rate and reorder point from the
-    day's snapshot and returns the updated slot (None: keep the one read). Reports use the results.
+    day's snapshot and returns the updated slot (None: keep the one read); ``estimate_demand(slot,
+    now)`` runs the daily demand estimation of a measured, subscribed slot (``services.estimation``:
+    its planned reorder point). Reports use the results.
     """
 
     settle_deliveries: SettleDeliveries | None = None
     refresh_forecast: RefreshForecast | None = None
+    estimate_demand: RefreshForecast | None = None
 
 
 def default_upkeep(repository: StateRepository, usage_store: UsageStore) -> SlotUpkeep:
     """The production upkeep: delivery inference (notifications service) and the forecast refresh
     (consumption service)."""
     from drs_core.services.consumption import forecast_refresher
+    from drs_core.services.estimation import demand_estimator
     from drs_core.services.notifications import settle_deliveries
 
     def settle(serial: str, slots: list[Slot], now: datetime) -> list[Slot]:
         return settle_deliveries(serial, slots, repository=repository, now=now)
 
-    return SlotUpkeep(settle_deliveries=settle, refresh_forecast=forecast_refresher(usage_store))
+    return SlotUpkeep(
+        settle_deliveries=settle,
+        refresh_forecast=forecast_refresher(usage_store),
+        estimate_demand=demand_estimator(usage_store, repository),
+    )
 
 
 # --- planner -------------------------------------------------------------------------------------
@@ -344,6 +352,8 @@ class _Worker:
         self.drs = drs
         self.lease = timedelta(seconds=lease_seconds)
         self.upkeep = upkeep
+        # Slots whose daily estimation refreshed their forecast already: no second refresh.
+        self.estimated: set[tuple[str, str]] = set()
         self.owner = uuid.uuid4().hex
         # Devices reported whose slots hit a retryable fault: the job is retried for them.
         self.slots_to_retry: list[str] = []
@@ -388,7 +398,7 @@ class _Worker:
             return outcome
         try:
             for slot in self._settled(serial, snapshot.slots):
-                self._slot_status(serial, slot, snapshot, tokens, result)
+                self._slot_status(serial, self._estimated(slot), snapshot, tokens, result)
         except ReauthRequired:
             logger.warning("device needs re-authorisation: slot reports skipped")
         except Exception as failure:
@@ -435,6 +445,22 @@ class _Worker:
         }
         return [moved.get(slot.slot_id, slot) for slot in slots]
 
+    def _estimated(self, slot: Slot) -> Slot:
+        """The slot after its daily demand estimation; a failed one is logged and counted, and the
+        slot keeps yesterday's plan (the report goes on: the estimate is an improvement, not a duty)."""
+        if self.upkeep.estimate_demand is None or not slot.subscribed or slot.last_reading_at is None:
+            return slot
+        try:
+            estimated = self.upkeep.estimate_demand(slot, default_clock().now())
+        except Exception:
+            logger.exception("demand estimation failed; the slot keeps its previous plan")
+            metrics.add_metric(name="DemandEstimationFailed", unit=MetricUnit.Count, value=1)
+            return slot
+        if estimated is None:
+            return slot
+        self.estimated.add((slot.serial, slot.slot_id))
+        return estimated
+
     def _slot_status(
         self,
         serial: str,
@@ -456,7 +482,8 @@ class _Worker:
         ):
             return
         consumed = slot.last_use_at is not None and (mark.use_at is None or slot.last_use_at > mark.use_at)
-        if consumed and self.upkeep.refresh_forecast is not None:
+        fresh = (serial, slot.slot_id) in self.estimated
+        if consumed and self.upkeep.refresh_forecast is not None and not fresh:
             slot = self.upkeep.refresh_forecast(slot, now) or slot
         from drs_core.adapters.drs_client import SlotStatusReport
 
