@@ -35,6 +35,7 @@ from .functions import FUNCTIONS_DIR, FunctionRunner, Invocation
 from .gateway import Gateway
 from .pumps import Pump, ScheduleRunner, iter_pumps
 from .template import SandboxTemplate, Template, load_sandbox_template
+from .webapp import WebAppFiles
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class EmbeddedSystem:
             port=self.gateway_port,
             region=self.resources.region,
             resources_json=self.resources_json,
+            webapp=WebAppFiles(simulator_url=self.simulator.url, client_id=DEFAULT_CLIENT_ID),
         ).start()
         self.pumps = list(iter_pumps(self.runner, self.resources, self.clock))
         self.schedules = ScheduleRunner(
