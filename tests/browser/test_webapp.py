@@ -196,3 +196,45 @@ def test_a_consent_the_customer_cancels_is_shown_as_an_error(
     page.wait_for_url(app_url)
     expect(page.get_by_role("alert")).to_have_text("You did not allow access on Amazon.")
     screenshot(page, "consent-cancelled")
+
+
+def test_test_orders_of_a_test_device_are_cancelled_from_the_app(
+    sandbox: EmbeddedSystem, browser_context: BrowserContext, screenshot: Screenshots
+) -> None:
+    control = sandbox.control
+    assert control is not None
+    control.create_customer(name="Dev")
+    app_url = f"{sandbox.gateway_url}/app/"
+    sim_url = sandbox.simulator_url
+    page = browser_context.new_page()
+    page.goto(app_url)
+    _sign_in(page, app_url, sim_url, "Dev")
+    page.get_by_label("Serial number").fill("PR-0001")
+    page.get_by_label("Device model").select_option("InkJet-P200")
+    page.get_by_label("Test device").check()
+    page.get_by_role("button", name="Link with Amazon").click()
+    page.wait_for_url(re.compile(re.escape(f"{sim_url}/ap/oa")))
+    page.get_by_label("Dev", exact=True).check()
+    page.get_by_role("button", name="Allow").click()
+    page.wait_for_url(app_url)
+    expect(page.get_by_role("status")).to_have_text("Device PR-0001 is linked.")
+    device_token = page.locator("#device-token").inner_text()
+    now = control.now()
+    answer = requests.post(
+        f"{sandbox.gateway_url}/v1/devices/PR-0001/usage",
+        headers={"Authorization": f"Device {device_token}"},
+        json={"readings": [{"slotId": "Black", "observedAt": now, "remainingQuantity": 2}]},
+        timeout=30,
+    )
+    assert answer.status_code == 202, answer.text
+    black = page.locator("#slot-PR-0001-Black")
+    expect(black.locator(".order-state")).to_have_text("Placed", timeout=BACKGROUND_TIMEOUT_MS)
+    test_orders = [o for o in control.device("PR-0001")["orders"] if o["isTestOrder"]]
+    assert [o["state"] for o in test_orders] == ["PLACED"]
+    screenshot(page, "test-order-placed")
+
+    page.get_by_role("button", name="Cancel the test orders of PR-0001").click()
+    expect(page.get_by_role("status")).to_have_text("Test orders of PR-0001 cancelled.")
+    expect(black.locator(".order-state")).not_to_have_text("Placed", timeout=BACKGROUND_TIMEOUT_MS)
+    assert [o["state"] for o in control.device("PR-0001")["orders"]] == ["CANCELLED"]
+    screenshot(page, "test-orders-cancelled")
