@@ -15,6 +15,7 @@ from typing import Any
 from werkzeug.security import safe_join
 from werkzeug.wrappers import Request, Response
 
+from infra.constants import WEBAPP_CSP
 from sandbox.simulator.catalog import DEVICE_MODELS
 
 WEBAPP_DIR = Path(__file__).resolve().parents[1] / "webapp"
@@ -24,13 +25,8 @@ SANDBOX_REFRESH_SECONDS = 2
 
 
 def content_security_policy(connect_origins: list[str]) -> str:
-    """The app's CSP: its own files only; fetch() to itself, the API and the LWA token endpoint."""
-    connect = " ".join(["'self'", *connect_origins])
-    return (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src {connect}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'; "
-        "object-src 'none'"
-    )
+    """The app's CSP (the deployed one's too): fetch() only to itself and ``connect_origins``."""
+    return WEBAPP_CSP.format(connect=" ".join(connect_origins))
 
 
 def app_config(
