@@ -54,6 +54,21 @@ def _start_link(page: Page, simulator_url: str) -> None:
     page.wait_for_url(re.compile(re.escape(f"{simulator_url}/ap/oa") + r"\?.*dash%3Areplenish"))
 
 
+# Every visible control must have an accessible name (a label, aria-label or text) and the page must
+# fit the phone's width (no sideways scrolling).
+_UNLABELLED_CONTROLS = """() => [...document.querySelectorAll('input, select, button, meter, textarea')]
+  .filter((el) => el.offsetParent !== null && el.type !== 'hidden')
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                  && !el.getAttribute('aria-labelledby') && !el.textContent.trim())
+  .map((el) => el.outerHTML)"""
+_OVERFLOW = "() => document.documentElement.scrollWidth - window.innerWidth"
+
+
+def _check_phone_layout_and_labels(page: Page) -> None:
+    assert page.evaluate(_UNLABELLED_CONTROLS) == []
+    assert page.evaluate(_OVERFLOW) <= 0
+
+
 def _device_reading(sandbox: EmbeddedSystem, device_token: str, filter_left: float) -> dict[str, Any]:
     """The device posts its levels through the API, observed now on the simulated clock."""
     now = sandbox.control.now()  # type: ignore[union-attr]
@@ -102,6 +117,7 @@ def test_a_customer_links_watches_tunes_and_unlinks_a_device_in_the_browser(
     _sign_in(page, app_url, sim_url, "Ana", screenshot)
     expect(page.get_by_text("No linked device yet.")).to_be_visible()
     screenshot(page, "signed-in")
+    _check_phone_layout_and_labels(page)
     token_calls = [c for c in control.calls("token") if c["status"] == 200]
     assert len(token_calls) == 1  # the browser's PKCE exchange, across origins (CORS)
 
@@ -112,6 +128,7 @@ def test_a_customer_links_watches_tunes_and_unlinks_a_device_in_the_browser(
     page.get_by_label("Filter").select_option("B0WFILTER01")
     page.get_by_label("Cleaner").select_option("B0WCLEAN01")
     screenshot(page, "drs-consent")
+    _check_phone_layout_and_labels(page)
     page.get_by_role("button", name="Allow").click()
     page.wait_for_url(app_url)
     expect(page.get_by_role("status")).to_have_text(f"Device {SERIAL} is linked.")
@@ -133,6 +150,7 @@ def test_a_customer_links_watches_tunes_and_unlinks_a_device_in_the_browser(
     expect(filter_slot.locator("figcaption")).to_contain_text("ordered")
     expect(filter_slot.locator("svg[role=img] polyline")).to_have_count(1)
     screenshot(page, "order-placed")
+    _check_phone_layout_and_labels(page)
 
     # A policy change on the Filter slot, typed into its labelled fields
     filter_slot.get_by_label("Reorder at (% left)").fill("30")
