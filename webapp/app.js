@@ -243,6 +243,8 @@ async function safeRefresh(options) {
     await refreshDevices(options);
   } catch (error) {
     showError(error);
+    // The sign-in is no longer accepted (revoked, or expired): back to the Sign in button.
+    if (error instanceof ApiError && error.code === "UNAUTHORIZED") endSession();
   }
 }
 
@@ -392,12 +394,18 @@ async function linkDevice(event) {
   await authorize(DRS_SCOPE, { kind: "link", serial, modelId, isTestDevice, pairingCode }, scopeData);
 }
 
-function signOut() {
+function endSession() {
   sessionStorage.removeItem(TOKEN_KEY);
   clearInterval(refreshTimer);
+  shown = "";
   $("#devices").replaceChildren();
   $("#credential").hidden = true;
   render(false);
+}
+
+function signOut() {
+  clearError();
+  endSession();
   notify("Signed out.");
 }
 

@@ -216,6 +216,23 @@ def test_a_consent_the_customer_cancels_is_shown_as_an_error(
     screenshot(page, "consent-cancelled")
 
 
+def test_a_sign_in_the_api_no_longer_accepts_is_shown_and_ends_the_session(
+    sandbox: EmbeddedSystem, browser_context: BrowserContext, screenshot: Screenshots
+) -> None:
+    page = browser_context.new_page()
+    app_url = f"{sandbox.gateway_url}/app/"
+    page.goto(app_url)
+    # A token LWA does not know: the companion authorizer refuses it, API Gateway answers 403
+    page.evaluate("sessionStorage.setItem('companion.accessToken', 'Atza|revoked-or-unknown')")
+    page.reload()
+    expect(page.get_by_role("alert")).to_have_text(
+        "Your sign-in is no longer valid. Please sign in again. (Forbidden)"
+    )
+    expect(page.get_by_role("button", name="Sign in with Amazon")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('companion.accessToken')") is None
+    screenshot(page, "sign-in-refused")
+
+
 def test_test_orders_of_a_test_device_are_cancelled_from_the_app(
     sandbox: EmbeddedSystem, browser_context: BrowserContext, screenshot: Screenshots
 ) -> None:
