@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Two workers (this machine has 2 cores); one file per worker keeps module-scoped synths single.
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: help install test lint format demo sandbox synth bench preflight deploy-local clean
+.PHONY: help install browser test lint format demo sandbox synth bench preflight deploy-local clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,7 +28,19 @@ format: $(STAMP) ## apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: $(STAMP) lint ## the whole suite (what CI runs)
+# The browser tests drive Debian's Chromium (CHROMIUM=/path overrides); as root (CI) it is installed here.
+browser: ## make sure Chromium is there for the browser tests (apt-get install as root)
+	@if [ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+	  true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium for the browser tests (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "make test needs Chromium for the browser tests: run 'sudo apt-get install chromium' (or set CHROMIUM=/path/to/chromium)" >&2; \
+	  exit 1; \
+	fi
+
+test: $(STAMP) lint browser ## the whole suite (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP) ## run the end-to-end scenario on the embedded local system

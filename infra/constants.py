@@ -19,3 +19,11 @@ API_BURST_LIMIT = 2000
 REGISTRATION_RATE_LIMIT = 20
 REGISTRATION_BURST_LIMIT = 40
 AUTHORIZER_CACHE_SECONDS = 300
+
+# The companion web app's Content-Security-Policy (infra/webapp.py, and the sandbox's /app/): its own
+# files only, fetch() to itself, the API and LWA's token endpoint ({connect}: those origins).
+WEBAPP_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' {connect}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'; "
+    "object-src 'none'"
+)

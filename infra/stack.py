@@ -14,6 +14,7 @@ from infra.monitoring import Monitoring
 from infra.notifications import Notifications
 from infra.ordering import Ordering
 from infra.reporting import Reporting
+from infra.webapp import WebApp, web_app_enabled
 
 
 class ReplenishmentStack(Stack):
@@ -36,6 +37,9 @@ class ReplenishmentStack(Stack):
         self.lwa_client_secret_name = (
             self.node.try_get_context("lwaClientSecretName") or "drs/lwa-client-secret"
         )
+        # The companion web app (context webApp=true), built first: the API's CORS origins take
+        # ``self.web_app.origin`` when it exists.
+        self.web_app = WebApp(self, "WebApp", removal_policy=removal) if web_app_enabled(self) else None
         self.api = Api(
             self,
             "Api",
@@ -48,6 +52,15 @@ class ReplenishmentStack(Stack):
             removal_policy=removal,
         )
         CfnOutput(self, "ApiUrl", value=self.api.url)
+        if self.web_app is not None:
+            # The app calls the API from its CloudFront origin.
+            self.api.allow_origin(self.web_app.origin)
+            self.web_app.publish(
+                api_url=self.api.url,
+                lwa_client_id=self.lwa_client_id,
+                device_models=self.node.try_get_context("webAppDeviceModels") or [],
+            )
+            CfnOutput(self, "WebAppUrl", value=self.web_app.url)
         self.ordering = Ordering(
             self,
             "Ordering",

@@ -32,6 +32,7 @@ from .aws import SandboxError
 from .functions import FunctionRunner
 from .serving import BackgroundServer
 from .template import AuthorizerSpec, RouteSpec, SandboxTemplate
+from .webapp import WebAppFiles
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class Gateway:
         region: str = "us-east-1",
         resources_json: Callable[[], dict[str, Any]] | None = None,
         provision_device: Callable[[bytes], tuple[int, dict[str, Any]]] | None = None,
+        webapp: WebAppFiles | None = None,
     ) -> None:
         self.template = template
         self.runner = runner
@@ -116,6 +118,8 @@ class Gateway:
         self._host = host
         self._resources_json = resources_json or dict
         self._provision_device = provision_device
+        # The companion web app under /app/: what CloudFront serves in a deployment (infra/webapp.py).
+        self._webapp = webapp
         self._routes = sorted((compile_route(r) for r in template.routes), key=lambda r: r.specificity)
         for route in template.routes:
             if route.payload_version != "2.0":
@@ -158,6 +162,8 @@ class Gateway:
         """One request → API Gateway's answer."""
         if request.path.startswith(_SANDBOX_PREFIX):
             return self._sandbox_route(request)
+        if self._webapp is not None and self._webapp.handles(request.path):
+            return self._webapp.respond(request)
         if (request.content_length or 0) > MAX_BODY_BYTES:
             return _gateway_answer(413, "Request Entity Too Large")
         body = request.get_data(cache=False)

@@ -261,6 +261,7 @@ class StreamPump(Pump):
         self._pending: deque[_Record] = deque()
         self._work: deque[_Batch] = deque()
         self._iterators: dict[str, str | None] = {}
+        self._last_sequence: dict[str, str] = {}
         self._lock = threading.Lock()
         self._open_iterators(mapping.starting_position or "LATEST")
 
@@ -292,6 +293,16 @@ class StreamPump(Pump):
         fetched = 0
         now = self.clock.now()
         for shard_id, iterator in list(self._iterators.items()):
+            if shard_id in self._last_sequence:
+                # A fresh iterator after the last record read, every round: moto restores a deep copy of
+                # the table (its stream shard included) when a TransactWriteItems is refused, and an
+                # iterator taken before that keeps reading the shard it replaced, which grows no more.
+                iterator = self._streams.get_shard_iterator(
+                    StreamArn=self.stream_arn,
+                    ShardId=shard_id,
+                    ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                    SequenceNumber=self._last_sequence[shard_id],
+                )["ShardIterator"]
             while iterator:
                 answer = self._streams.get_records(ShardIterator=iterator, Limit=1000)
                 iterator = answer.get("NextShardIterator")
@@ -306,6 +317,7 @@ class StreamPump(Pump):
                 fetched += len(records)
                 if not records:
                     break
+                self._last_sequence[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
             self._iterators[shard_id] = iterator
         return fetched
 

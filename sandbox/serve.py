@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"ready in {time.perf_counter() - started:.1f} s\n"
             f"  API gateway : {system.gateway_url}  (GET /__sandbox/resources)\n"
+            f"  web app     : {system.gateway_url}/app/  (sign in as a simulated Amazon customer)\n"
             f"  simulator   : {system.simulator_url}  (POST /__sim/clock moves simulated time)\n"
             f"  local AWS   : {system.aws.endpoint}  (aws --endpoint-url {system.aws.endpoint} ...)\n"
             f"  functions   : {', '.join(sorted(system.template.function_names))}\n"

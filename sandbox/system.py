@@ -36,6 +36,7 @@ from .functions import FUNCTIONS_DIR, FunctionRunner, Invocation
 from .gateway import Gateway
 from .pumps import Pump, ScheduleRunner, iter_pumps
 from .template import SandboxTemplate, Template, load_sandbox_template
+from .webapp import WebAppFiles
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +154,8 @@ class EmbeddedSystem:
             "LWA_CLIENT_ID": DEFAULT_CLIENT_ID,
             # The local companion app's own scheme: the settings page may return to myapp://…
             "SETTINGS_EXIT_SCHEMES": "myapp",
+            # ... and the web app it serves on http://127.0.0.1 (never allowed in a deployed stage).
+            "SETTINGS_EXIT_LOOPBACK": "true",
             # Metrics would print one EMF document per invocation to stdout: CloudWatch is not here.
             "POWERTOOLS_METRICS_DISABLED": "true",
             **self.extra_environment,
@@ -172,6 +175,7 @@ class EmbeddedSystem:
             region=self.resources.region,
             resources_json=self.resources_json,
             provision_device=self.provision_device,
+            webapp=WebAppFiles(simulator_url=self.simulator.url, client_id=DEFAULT_CLIENT_ID),
         ).start()
         self.pumps = list(iter_pumps(self.runner, self.resources, self.clock))
         self.schedules = ScheduleRunner(

@@ -142,6 +142,7 @@ def get_settings_link(
         vault=dependencies.token_vault(),
         repository=dependencies.repository(),
         app_schemes=settings().settings_exit_schemes,
+        loopback=settings().settings_exit_loopback,
     )
     return SettingsLinkResponse(url=url)
 

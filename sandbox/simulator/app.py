@@ -24,6 +24,7 @@ from drs_core.clock import to_iso
 
 from .faults import FAULT_STATUSES, LWA_OPERATIONS, OPERATIONS
 from .records import CallRecord, Product
+from .signin import sign_in_answer, sign_in_page
 from .state import ORDER_ACTIONS, BadRequest, InvalidBody, OAuthError, Simulator, SimulatorError
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ URL_MAP = Map(
         Rule("/testOrders", methods=["DELETE"], endpoint="cancel_test_orders"),
         # LWA and drs-web
         Rule("/auth/o2/token", methods=["POST"], endpoint="token"),
+        Rule("/auth/o2/token", methods=["OPTIONS"], endpoint="token_preflight"),
+        Rule("/ap/oa", methods=["GET", "POST"], endpoint="sign_in"),
         Rule("/auth/o2/tokeninfo", methods=["GET"], endpoint="tokeninfo"),
         Rule("/settings", methods=["GET"], endpoint="settings"),
         # control
@@ -254,7 +257,17 @@ class SimulatorApp:
                 response = _oauth_error(exc.status, exc.error, exc.description)
         record.status = response.status_code
         self.simulator.record_call(record)
+        response.headers.update(_TOKEN_CORS)
         return response
+
+    def _on_token_preflight(self, _request: Request) -> Response:
+        # A browser app (PKCE public client) calls the token endpoint from its own origin.
+        return Response(status=204, headers={**_TOKEN_CORS, **_TOKEN_PREFLIGHT})
+
+    def _on_sign_in(self, request: Request) -> Response:
+        if request.method == "POST":
+            return sign_in_answer(self.simulator, request.form)
+        return sign_in_page(self.simulator, request.args)
 
     def _on_tokeninfo(self, request: Request) -> Response:
         token = request.args.get("access_token")
@@ -604,6 +617,14 @@ def _check_versions(request: Request, route: DrsRoute) -> str:
 
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The token endpoint answers any origin: a code is useless without its PKCE verifier or the client
+# secret, and no cookie or credential of the browser is involved (so no Allow-Credentials).
+_TOKEN_CORS = {"Access-Control-Allow-Origin": "*"}
+_TOKEN_PREFLIGHT = {
+    "Access-Control-Allow-Methods": "POST",
+    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Max-Age": "600",
+}
 
 
 def _json_response(status: int, body: object, headers: dict[str, str] | None = None) -> Response:

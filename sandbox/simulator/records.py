@@ -176,6 +176,20 @@ class AuthorizationCode:
 
 
 @dataclass
+class SignInCode:
+    """A customer's sign-in (scope ``profile``) on the LWA page, waiting to be exchanged for an app token."""
+
+    customer_id: str
+    redirect_uri: str
+    code_challenge: str | None
+    issued_at: datetime
+    used: bool = False
+
+    def is_expired(self, now: datetime) -> bool:
+        return now >= self.issued_at + CODE_LIFETIME
+
+
+@dataclass
 class CallRecord:
     """One DRS/LWA call as ``GET /__sim/calls`` shows it: never a token or a secret."""
 

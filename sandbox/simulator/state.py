@@ -44,6 +44,7 @@ from .records import (
     OrderState,
     Product,
     RefreshGrant,
+    SignInCode,
 )
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ class Simulator:
         self._refresh: dict[str, RefreshGrant] = {}
         self._tokens_of: dict[int, list[str]] = {}  # registration -> its access and refresh tokens
         self._codes: dict[str, AuthorizationCode] = {}
+        self._sign_in_codes: dict[str, SignInCode] = {}
         self._orders: dict[str, Order] = {}
         self._open_orders: dict[tuple[int, str], Order] = {}  # (registration, slot) -> open order
         self._calls: list[dict[str, object]] = []
@@ -389,6 +391,19 @@ class Simulator:
             )
             return {"authorizationCode": code, "redirectUri": redirect_uri or self.redirect_uri}
 
+    def sign_in(self, *, customer_id: str, redirect_uri: str, code_challenge: str | None) -> str:
+        """The customer signs in on the LWA page (scope ``profile``): a code for an app token, valid 5 min."""
+        with self._transaction() as now:
+            self._customer(customer_id)
+            code = _new_code()
+            self._sign_in_codes[code] = SignInCode(customer_id, redirect_uri, code_challenge, now)
+            return code
+
+    def customers(self) -> list[dict[str, object]]:
+        """Every customer, in creation order (the LWA page lets one of them sign in)."""
+        with self._lock:
+            return [customer.to_json() for customer in self._customers.values()]
+
     def set_subscription(self, serial: str, slots: Mapping[str, Product | None]) -> dict[str, object]:
         """The customer picks (or clears, with None) products for the named slots only."""
         with self._transaction() as now:
@@ -594,27 +609,36 @@ class Simulator:
         return device
 
     def _exchange_code(self, form: Mapping[str, str], now: datetime) -> dict[str, object]:
+        sign_in = self._sign_in_codes.get(form.get("code", ""))
+        if sign_in is not None:
+            return self._exchange_sign_in(sign_in, form, now)
         if not _CODE_SHAPE.fullmatch(form.get("code", "")):
             # LWA tells a request it cannot read (400 invalid_request) from a code it does not accept.
             raise OAuthError(400, "invalid_request", "The authorization code is missing or malformed")
         code = self._codes.get(form.get("code", ""))
         if code is None or code.used or code.is_expired(now):
             raise OAuthError(400, "invalid_grant", "The authorization code is invalid, expired or used")
-        if form.get("redirect_uri") != code.redirect_uri:
-            raise OAuthError(400, "invalid_grant", "redirect_uri does not match the authorization request")
-        verifier = form.get("code_verifier")
-        if code.code_challenge is not None:
-            if not verifier or _s256(verifier) != code.code_challenge:
-                raise OAuthError(400, "invalid_grant", "code_verifier does not match the code challenge")
-        elif verifier is not None:
-            raise OAuthError(
-                400, "invalid_grant", "code_verifier given for a code issued without a challenge"
-            )
-        elif form.get("client_secret") is None:
-            raise OAuthError(401, "invalid_client", "client_secret is required")
+        _check_code_proof(form, code.redirect_uri, code.code_challenge)
         code.used = True
         device = self._register(code, now)
         return self._issue_tokens(device, public_client=code.code_challenge is not None, now=now)
+
+    def _exchange_sign_in(
+        self, code: SignInCode, form: Mapping[str, str], now: datetime
+    ) -> dict[str, object]:
+        """A sign-in code → the companion app's access token for the customer (no device, no refresh)."""
+        if code.used or code.is_expired(now):
+            raise OAuthError(400, "invalid_grant", "The authorization code is invalid, expired or used")
+        _check_code_proof(form, code.redirect_uri, code.code_challenge)
+        code.used = True
+        app_token = _new_secret("Atza|")
+        # Like the tokens of POST /__sim/customers, app tokens do not expire in the simulator.
+        self._access[app_token] = AccessGrant(code.customer_id, issued_at=now, expires_at=None)
+        return {
+            "access_token": app_token,
+            "token_type": "bearer",
+            "expires_in": int(ACCESS_TOKEN_LIFETIME.total_seconds()),
+        }
 
     def _refresh_tokens(self, form: Mapping[str, str], now: datetime) -> dict[str, object]:
         refresh_token = form.get("refresh_token", "")
@@ -769,6 +793,20 @@ def _token_answer(access_token: str, refresh_token: str) -> dict[str, object]:
         "token_type": "bearer",
         "expires_in": int(ACCESS_TOKEN_LIFETIME.total_seconds()),
     }
+
+
+def _check_code_proof(form: Mapping[str, str], redirect_uri: str, code_challenge: str | None) -> None:
+    """The token request proves it holds the code: same redirect URI, and the PKCE verifier or the secret."""
+    if form.get("redirect_uri") != redirect_uri:
+        raise OAuthError(400, "invalid_grant", "redirect_uri does not match the authorization request")
+    verifier = form.get("code_verifier")
+    if code_challenge is not None:
+        if not verifier or _s256(verifier) != code_challenge:
+            raise OAuthError(400, "invalid_grant", "code_verifier does not match the code challenge")
+    elif verifier is not None:
+        raise OAuthError(400, "invalid_grant", "code_verifier given for a code issued without a challenge")
+    elif form.get("client_secret") is None:
+        raise OAuthError(401, "invalid_client", "client_secret is required")
 
 
 def _s256(verifier: str) -> str:

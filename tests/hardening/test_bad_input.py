@@ -154,6 +154,8 @@ EXIT_URIS = {
     "https:///no-host": 400,
     "https://example.com/done": 200,
     "myapp://settings-done": 200,  # the app's own scheme, configured for this stage
+    "http://127.0.0.1:8080/app/": 200,  # the sandbox's web app: loopback http, allowed in the sandbox only
+    "http://127.0.0.1.example.com/": 400,
 }
 
 

@@ -581,6 +581,34 @@ def test_stream_pump_filters_bisects_retries_and_sends_the_rest_to_on_failure(sy
     DynamoDBStreamModel.model_validate(system.runner.module("reorder").EVENTS[-1])
 
 
+def test_stream_pump_keeps_reading_after_a_refused_transaction(system: EmbeddedSystem) -> None:
+    # Given a record read, then a transaction the table refuses (moto restores a copy of the table, its
+    # stream shard included, when a TransactWriteItems condition fails)
+    dynamodb = system.resources.client("dynamodb")
+    table = system.resources.tables["Table"].name
+    pump = next(p for p in system.pumps if isinstance(p, StreamPump))
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "before-refusal"}})
+    system.drain()
+    received = pump.stats.received
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {"pk": {"S": "before-refusal"}},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            ]
+        )
+    # When the table is written again and the pumps drain
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "after-refusal"}, "due": {"BOOL": True}})
+    system.drain()
+    # Then the stream pump read the new record
+    assert pump.stats.received == received + 1
+
+
 # ------------------------------------------------------------------------------------------ (5) schedules
 
 

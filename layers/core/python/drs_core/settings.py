@@ -30,6 +30,7 @@ ENV_VARS: dict[str, str] = {
     "REPORT_QUEUE_URL": "report_queue_url",
     "REQUIRE_PAIRING_CODE": "require_pairing_code",
     "SETTINGS_EXIT_SCHEMES": "settings_exit_schemes",
+    "SETTINGS_EXIT_LOOPBACK": "settings_exit_loopback",
 }
 
 
@@ -74,6 +75,7 @@ _CONVERTERS: dict[str, Callable[[str], object]] = {
     "http_max_total_seconds": _positive,
     "require_pairing_code": _flag,
     "settings_exit_schemes": _schemes,
+    "settings_exit_loopback": _flag,
 }
 
 
@@ -99,6 +101,9 @@ class Settings:
     # Schemes besides https that the settings page may return to: the companion app's own (context
     # ``settingsExitSchemes``, comma-separated).
     settings_exit_schemes: tuple[str, ...] = ()
+    # Plain http to this machine's loopback (127.0.0.1, ::1, localhost) as well: the sandbox's web app
+    # only. No context sets it, so a deployed stage never allows it.
+    settings_exit_loopback: bool = False
 
 
 def load_settings(environ: Mapping[str, str] | None = None, required: Iterable[str] = ()) -> Settings:

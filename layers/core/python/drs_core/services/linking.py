@@ -51,6 +51,7 @@ from drs_core.services.drs_calls import call_drs, mark_reauth_required
 # RFC 3986 §3.1: a scheme starts with a letter, then letters, digits, "+", "-", ".".
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+-.")
 # Schemes no configuration may allow as the settings page's exit.
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _NEVER_EXIT_SCHEMES = frozenset({"http", "javascript", "data", "vbscript", "file", "blob", "about"})
 
 
@@ -248,6 +249,7 @@ def settings_link(
     vault: TokenVault,
     repository: StateRepository,
     app_schemes: Iterable[str] = (),
+    loopback: bool = False,
 ) -> str:
     """The drs-web settings page URL for the device, with a freshly refreshed access token.
 
@@ -255,7 +257,7 @@ def settings_link(
     companion app's own ``app_schemes`` (``exit_uri_allowed``). A refreshed token gives the customer the
     token's whole hour on the page. The URL carries the token: callers must not log it.
     """
-    if not exit_uri_allowed(exit_uri, app_schemes):
+    if not exit_uri_allowed(exit_uri, app_schemes, loopback=loopback):
         raise InvalidExitUri("exitUri must be an https URL or use the app's own scheme")
     owned_device(serial, owner_id, repository)
     try:
@@ -267,16 +269,19 @@ def settings_link(
     return f"{web_endpoint.rstrip('/')}/settings?{query}"
 
 
-def exit_uri_allowed(uri: str, app_schemes: Iterable[str] = ()) -> bool:
+def exit_uri_allowed(uri: str, app_schemes: Iterable[str] = (), *, loopback: bool = False) -> bool:
     """True for an https URL with a host, or a URI of one of ``app_schemes`` (the app's own, e.g.
     ``myapp``; configured per stage, context ``settingsExitSchemes``). Never ``javascript:``, ``data:``
     or plain http, whatever is configured: the page would send the customer there with Amazon's
-    session open. No whitespace or control characters anywhere."""
+    session open; plain http to this machine's loopback only with ``loopback`` (the sandbox's web
+    app). No whitespace or control characters anywhere."""
     if not uri or any(ord(char) <= 0x20 or ord(char) == 0x7F for char in uri):
         return False
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     if scheme == "https":
         return bool(parts.hostname)
+    if scheme == "http" and loopback:
+        return parts.hostname in _LOOPBACK_HOSTS
     allowed = {s.lower() for s in app_schemes} - _NEVER_EXIT_SCHEMES
     return bool(scheme) and scheme in allowed and set(scheme) <= _SCHEME_CHARS
