@@ -98,10 +98,7 @@ class World:
         if settings.lost_notification_rate > 0 and self._rng.random() < settings.lost_notification_rate:
             self.counts.lost_notifications += 1
             return None
-        if (
-            settings.delayed_notification_rate > 0
-            and self._rng.random() < settings.delayed_notification_rate
-        ):
+        if settings.delayed_notification_rate > 0 and self._rng.random() < settings.delayed_notification_rate:
             self.counts.delayed_notifications += 1
             hours = self._rng.uniform(1.0, max(1.0, settings.max_notification_delay_hours))
             return timedelta(hours=hours)

@@ -27,11 +27,8 @@ def test_the_world_is_off_by_default_and_reads_back_what_was_set(simulator: Simu
         lateParcelRate=0.1, lostNotificationRate=0.05, duplicateNotificationRate=0.1, seed=7
     )
     # Then it was off (every rate 0) and now answers exactly the settings given, GET included
-    assert {k: before[k] for k in ("lateParcelRate", "lostNotificationRate", "duplicateNotificationRate")} == {
-        "lateParcelRate": 0.0,
-        "lostNotificationRate": 0.0,
-        "duplicateNotificationRate": 0.0,
-    }
+    rates = ("lateParcelRate", "lostNotificationRate", "duplicateNotificationRate")
+    assert [before[name] for name in rates] == [0.0, 0.0, 0.0]
     assert (after["lateParcelRate"], after["lostNotificationRate"], after["seed"]) == (0.1, 0.05, 7)
     assert after["duplicateNotificationRate"] == 0.1
     assert control.configure_world() == after
@@ -100,9 +97,7 @@ def test_late_parcels_follow_the_seeded_rate(simulator: SimulatorServer) -> None
     orders = [place_order(simulator.url, device) for device in devices]
     # Then every parcel arrives 1 or 2 days after its estimate, and the world counted them
     placed = {o["instanceId"]: o for o in control.orders()}
-    lateness = {
-        (_days(placed[o]["arrivesAt"]) - _days(placed[o]["estimatedDeliveryDate"])) for o in orders
-    }
+    lateness = {(_days(placed[o]["arrivesAt"]) - _days(placed[o]["estimatedDeliveryDate"])) for o in orders}
     assert lateness <= {1, 2} and lateness
     assert control.configure_world()["counts"]["lateParcels"] == 6
 
