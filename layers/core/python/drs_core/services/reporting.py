@@ -79,7 +79,7 @@ from drs_core.services.drs_calls import call_drs
 
 if TYPE_CHECKING:
     # The worker's only: imported where it reports, so the planner's cold start loads no HTTP stack.
-    from drs_core.adapters.drs_client import DrsClient
+    from drs_core.adapters.drs_client import DrsClient, OrderInfo, SubscriptionInfo
 
 # Serials per job: a job is one SQS message and one worker invocation's work (~25 devices, 3 DRS calls each).
 JOB_SIZE = 25
@@ -100,6 +100,10 @@ OPEN_ORDER_STATES = frozenset({OrderState.PLACED, OrderState.SHIPPED})
 # Slot upkeep owned by other services, run on the daily visit (see ``SlotUpkeep``).
 SettleDeliveries = Callable[[str, list[Slot], datetime], list[Slot]]
 RefreshForecast = Callable[[Slot, datetime], Slot | None]
+# (serial, slots, now, getOrderInfo of the device, is a test device) -> the slots that moved
+ReconcileOrders = Callable[[str, list[Slot], datetime, "Callable[[str], OrderInfo]", bool], list[Slot]]
+# (serial, slots, subscriptionInfo answer, now) -> how many slots changed
+ResyncSubscription = Callable[[str, list[Slot], "SubscriptionInfo", datetime], int]
 
 
 class Outcome(StrEnum):
@@ -178,22 +182,40 @@ class SlotUpkeep:
     has passed (DRS sends no delivered notification) and returns the slots it moved;
     ``refresh_forecast(slot, now)`` re-estimates a consumed slot's rate and reorder point from the
     day's snapshot and returns the updated slot (None: keep the one read). Reports use the results.
+    ``reconcile_orders`` replaces ``settle_deliveries`` when given: overdue open orders are checked
+    with ``getOrderInfo`` (DRS is the truth) instead of assumed delivered; ``resync_subscription``
+    applies a ``subscriptionInfo`` read, made when DRS refused a slot report and at most weekly.
     """
 
     settle_deliveries: SettleDeliveries | None = None
     refresh_forecast: RefreshForecast | None = None
+    reconcile_orders: ReconcileOrders | None = None
+    resync_subscription: ResyncSubscription | None = None
 
 
 def default_upkeep(repository: StateRepository, usage_store: UsageStore) -> SlotUpkeep:
-    """The production upkeep: delivery inference (notifications service) and the forecast refresh
-    (consumption service)."""
+    """The production upkeep: open orders checked with DRS and subscriptions re-read (order_truth),
+    and the forecast refresh (consumption service)."""
+    from drs_core.services import order_truth
     from drs_core.services.consumption import forecast_refresher
-    from drs_core.services.notifications import settle_deliveries
 
-    def settle(serial: str, slots: list[Slot], now: datetime) -> list[Slot]:
-        return settle_deliveries(serial, slots, repository=repository, now=now)
+    store = order_truth.notification_store(repository)
 
-    return SlotUpkeep(settle_deliveries=settle, refresh_forecast=forecast_refresher(usage_store))
+    def reconcile(
+        serial: str, slots: list[Slot], now: datetime, lookup: Callable[[str], OrderInfo], is_test: bool
+    ) -> list[Slot]:
+        return order_truth.reconcile_orders(
+            serial, slots, repository=repository, lookup=lookup, now=now, is_test_device=is_test
+        )
+
+    def resync(serial: str, slots: list[Slot], info: SubscriptionInfo, now: datetime) -> int:
+        return order_truth.resync_subscription(serial, slots, info, store=store, now=now)
+
+    return SlotUpkeep(
+        refresh_forecast=forecast_refresher(usage_store),
+        reconcile_orders=reconcile,
+        resync_subscription=resync,
+    )
 
 
 # --- planner -------------------------------------------------------------------------------------
@@ -386,9 +408,11 @@ class _Worker:
             return Outcome.RETRY
         if outcome is Outcome.FAILED:
             return outcome
+        refused_slots = result.slot_reports_failed
         try:
-            for slot in self._settled(serial, snapshot.slots):
+            for slot in self._settled(snapshot, tokens, result):
                 self._slot_status(serial, slot, snapshot, tokens, result)
+            self._subscription(snapshot, tokens, result, refused=result.slot_reports_failed > refused_slots)
         except ReauthRequired:
             logger.warning("device needs re-authorisation: slot reports skipped")
         except Exception as failure:
@@ -424,16 +448,65 @@ class _Worker:
         logger.warning("device status of the day was recorded by another run", extra={"day": day})
         return Outcome.ALREADY_SENT
 
-    def _settled(self, serial: str, slots: list[Slot]) -> list[Slot]:
-        """The slots, with delivery inferred for overdue open orders (so reports carry the outcome)."""
+    def _settled(self, snapshot: DeviceSnapshot, tokens: TokenVault, result: JobResult) -> list[Slot]:
+        """The slots, with overdue open orders checked with DRS (or, without ``reconcile_orders``, their
+        delivery inferred), so reports carry the outcome."""
+        serial, slots = snapshot.device.serial, snapshot.slots
         open_orders = [slot for slot in slots if slot.order.state in OPEN_ORDER_STATES]
-        if self.upkeep.settle_deliveries is None or not open_orders:
+        if not open_orders:
             return slots
-        moved = {
-            slot.slot_id: slot
-            for slot in self.upkeep.settle_deliveries(serial, open_orders, default_clock().now())
-        }
+        now = default_clock().now()
+        if self.upkeep.reconcile_orders is not None:
+
+            def lookup(instance_id: str) -> OrderInfo:
+                result.drs_calls += 1
+                return call_drs(
+                    serial,
+                    lambda token: self.drs.get_order_info(token, instance_id),
+                    vault=tokens,
+                    repository=self.repository,
+                )
+
+            try:
+                settled = self.upkeep.reconcile_orders(
+                    serial, open_orders, now, lookup, snapshot.device.is_test_device
+                )
+            except (DrsRetryableError, LwaRetryableError, DrsBadRequest) as unavailable:
+                # Asked again on the next daily visit; today's reports go out as they stand.
+                logger.warning("open orders not checked with DRS", extra=_error_keys(unavailable))
+                settled = []
+        elif self.upkeep.settle_deliveries is not None:
+            settled = self.upkeep.settle_deliveries(serial, open_orders, now)
+        else:
+            return slots
+        moved = {slot.slot_id: slot for slot in settled}
         return [moved.get(slot.slot_id, slot) for slot in slots]
+
+    def _subscription(
+        self, snapshot: DeviceSnapshot, tokens: TokenVault, result: JobResult, *, refused: bool
+    ) -> None:
+        """Re-read ``subscriptionInfo`` when DRS refused a slot report, and at most weekly otherwise."""
+        from drs_core.services.order_truth import subscription_reread_due
+
+        resync, device = self.upkeep.resync_subscription, snapshot.device
+        now = default_clock().now()
+        if resync is None or not (
+            refused or subscription_reread_due(snapshot.marks.subscription_read_at, device.linked_at, now)
+        ):
+            return
+        try:
+            result.drs_calls += 1
+            info = call_drs(
+                device.serial,
+                lambda token: self.drs.subscription_info(token, version=2),
+                vault=tokens,
+                repository=self.repository,
+            )
+        except (DrsRetryableError, LwaRetryableError, DrsBadRequest, DrsNotFound) as unavailable:
+            logger.warning("subscription not re-read", extra=_error_keys(unavailable))
+            return
+        resync(device.serial, snapshot.slots, info, now)
+        self.store.mark_subscription_read(device.serial, at=now)
 
     def _slot_status(
         self,
