@@ -59,12 +59,18 @@ class SoakPlan:
     fault_rate: float = 0.2
     duplicate_rate: float = 0.1
     reorder_rate: float = 0.1
+    # The simulator's world (docs/api.md §3): parcels late 1 to 4 days, notifications lost.
+    late_parcel_rate: float = 0.1
+    lost_notification_rate: float = 0.05
     seed: int = 5
 
 
 SHORT = SoakPlan(devices=12, days=3)
-# Two simulated weeks: every slot goes through order, shipment, delivery, refill and a new order.
-FULL = SoakPlan(devices=200, days=14, readings_per_day=2)
+# A simulated month: every slot goes through order, shipment, delivery, refill and new orders.
+FULL = SoakPlan(devices=200, days=30, readings_per_day=2)
+# The daily visit's DRS calls (deviceStatus, slotStatus, getOrderInfo, subscriptionInfo) per device-day.
+DRS_CALLS_PER_DEVICE_DAY_BUDGET = 3.2
+VISIT_OPERATIONS = ("deviceStatus", "slotStatus", "getOrderInfo", "subscriptionInfo")
 
 
 @dataclass
@@ -225,6 +231,11 @@ class Fleet:
             control.configure_notifications(
                 duplicateRate=plan.duplicate_rate, reorderRate=plan.reorder_rate, seed=plan.seed
             )
+            control.configure_world(
+                lateParcelRate=plan.late_parcel_rate,
+                lostNotificationRate=plan.lost_notification_rate,
+                seed=plan.seed,
+            )
 
     def step(self) -> None:
         from sandbox.scenario import EventKind, idempotency_key
@@ -267,7 +278,7 @@ class Fleet:
 
 def run_soak(system: Any, plan: SoakPlan) -> SoakResult:
     """Play ``plan`` on a started system and judge it."""
-    from sandbox.scenario import CheckResult, EventKind, check_system
+    from sandbox.scenario import CheckResult, EventKind, backend_orders, check_no_slot_stuck, check_system
 
     started = time.perf_counter()
     fleet = Fleet(system, plan)
@@ -321,6 +332,17 @@ def run_soak(system: Any, plan: SoakPlan) -> SoakResult:
             f"{len(faults)} calls faulted",
         ),
     ]
+    backend = backend_orders(fleet.client, fleet.devices)
+    checks.append(
+        CheckResult(
+            "no slot stuck: every slot in use gets its next order when due",
+            check_no_slot_stuck(fleet.devices, timeline.amazon_orders, backend, timeline.events, now=end),
+            f"{len(backend)} slots",
+        )
+    )
+    visit = visit_calls_per_device_day(calls, linked_at, end=end)
+    unsettled = open_orders_unsettled(timeline.amazon_orders, backend)
+    world = system.control.configure_world()["counts"]
     pumps = system.pump_stats()
     result = SoakResult(plan, checks, wall_seconds=time.perf_counter() - started)
     result.stats = {
@@ -337,8 +359,36 @@ def run_soak(system: Any, plan: SoakPlan) -> SoakResult:
         "stream batches retried": sum(s["retried"] for n, s in pumps.items() if n.endswith("<-stream")),
         "function errors (injected kind)": len(timeline.function_errors),
         "refills (deliveries loaded)": len(timeline.of(EventKind.REFILL)),
+        "parcels late / notifications lost (the world)": "{lateParcels} / {lostNotifications}".format(
+            **world
+        ),
+        "open orders at the end: in flight at Amazon / unsettled": f"{unsettled[0]} / {unsettled[1]}",
+        "getOrderInfo / subscriptionInfo calls": " / ".join(
+            str(sum(1 for c in calls if c["operation"] == op and not c.get("fault")))
+            for op in ("getOrderInfo", "subscriptionInfo")
+        ),
+        f"DRS calls per device-day, daily visit (budget {DRS_CALLS_PER_DEVICE_DAY_BUDGET})": f"{visit:.3f}",
     }
     return result
+
+
+def visit_calls_per_device_day(
+    calls: Sequence[Mapping[str, Any]], linked_at: Mapping[str, datetime], *, end: datetime
+) -> float:
+    """The daily visit's answered DRS calls (faults left out) per device-day linked."""
+    device_days = sum((end - start).total_seconds() / DAY for start in linked_at.values())
+    made = sum(1 for c in calls if c["operation"] in VISIT_OPERATIONS and not c.get("fault"))
+    return made / device_days if device_days else 0.0
+
+
+def open_orders_unsettled(
+    amazon_orders: Sequence[Mapping[str, Any]], backend: Mapping[tuple[str, str], Mapping[str, Any]]
+) -> tuple[int, int]:
+    """(open in the backend and at Amazon, open in the backend but closed at Amazon)."""
+    states = {str(o["instanceId"]): o["state"] for o in amazon_orders}
+    open_ids = [o.get("instanceId") for o in backend.values() if o.get("state") in ("PLACED", "SHIPPED")]
+    in_flight = sum(1 for i in open_ids if states.get(str(i)) in ("TROUBLED", "PLACED", "SHIPPED"))
+    return in_flight, len(open_ids) - in_flight
 
 
 def soak(plan: SoakPlan) -> SoakResult:

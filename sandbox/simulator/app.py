@@ -159,7 +159,7 @@ class SimulatorApp:
     def _on_replenish(self, request: Request, slot_id: str) -> Response:
         def call(token: str | None, _result: str, record: CallRecord) -> object:
             detail_code, instance_id = self.simulator.replenish(token, slot_id)
-            record.detail_code = detail_code
+            record.detail_code, record.instance_id = detail_code, instance_id
             return {"eventInstanceId": instance_id, "detailCode": detail_code}
 
         return self._drs(request, REPLENISH, call, slot_id=slot_id)

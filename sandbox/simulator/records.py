@@ -197,6 +197,7 @@ class CallRecord:
     slot_id: str | None = None
     status: int = 0
     detail_code: str | None = None
+    instance_id: str | None = None  # the order a replenish placed or named (ORDER_INPROGRESS)
     fault: bool = False
 
     def to_json(self, seq: int, at: str) -> dict[str, object]:
@@ -214,6 +215,8 @@ class CallRecord:
         entry["status"] = self.status
         if self.detail_code is not None:
             entry["detailCode"] = self.detail_code
+        if self.instance_id is not None:
+            entry["eventInstanceId"] = self.instance_id
         if self.fault:
             entry["fault"] = True
         return entry
