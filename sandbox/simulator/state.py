@@ -471,7 +471,8 @@ class Simulator:
             if order is None:
                 raise NotFound(f"Unknown order {instance_id}")
             if not order.state.is_open or order.is_test:
-                raise Conflict(f"Order {instance_id} is {order.state.value}: no parcel to delay")
+                what = "a test order (never shipped)" if order.is_test else order.state.value
+                raise Conflict(f"Order {instance_id} is {what}: no parcel to delay")
             if not -DELIVERY_TIME.days <= days <= MAX_DELAY_DAYS:
                 raise BadRequest(f"days must be between {-DELIVERY_TIME.days} and {MAX_DELAY_DAYS}")
             order.delivery_offset = timedelta(days=days)

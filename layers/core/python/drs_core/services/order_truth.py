@@ -16,9 +16,13 @@ backend believes about a slot's order must be checked against DRS, cheaply:
   day at most; an order DRS does not know (404) is closed, since DRS keeps no open order the device
   cannot see.
 - **Subscriptions are re-read** (``resync_subscription``) when DRS refuses a call for a slot (unknown
-  or unsubscribed), and at most every ``SUBSCRIPTION_REREAD`` per device otherwise, so a lost
-  SubscriptionChanged cannot leave a slot wrong for ever. The read is recorded as of the time it was
-  made, so an older SubscriptionChanged arriving later stays stale.
+  or unsubscribed), so a lost SubscriptionChanged cannot leave a slot wrong for ever; otherwise at most
+  weekly (``SUBSCRIPTION_REREAD``) while the device has a slot we hold unsubscribed (a product the
+  customer picked whose notification was lost leaves exactly that), and every
+  ``SUBSCRIPTION_CHECK`` for the rest, which keeps the daily visit within its DRS call budget (a
+  changed product on a subscribed slot still orders right: DRS orders what the customer picked). The
+  read is recorded as of the time it was made, so an older SubscriptionChanged arriving later stays
+  stale.
 """
 
 from __future__ import annotations
@@ -43,8 +47,10 @@ from drs_core.observability import logger, metrics
 RECHECK_MARGIN = timedelta(days=1)
 # How long a PLACED order may go without an estimated date (no OrderPlaced seen) before DRS is asked.
 SILENT_AFTER = timedelta(days=1)
-# The most a device goes without its subscription being read from DRS.
+# How often a device's subscription is re-read: weekly while one of its slots is unsubscribed, else
+# monthly (each read is a DRS call of the daily visit's budget).
 SUBSCRIPTION_REREAD = timedelta(days=7)
+SUBSCRIPTION_CHECK = timedelta(days=30)
 
 CHECKED_STATES = frozenset({OrderState.PLACED, OrderState.SHIPPED})
 DELIVERED_STATUSES = frozenset({"delivered"})
@@ -184,10 +190,15 @@ def _apply_answer(
 # --- subscriptions ---------------------------------------------------------------------------------
 
 
-def subscription_reread_due(last_read_at: datetime | None, linked_at: datetime | None, now: datetime) -> bool:
+def subscription_reread_due(
+    last_read_at: datetime | None, linked_at: datetime | None, slots: Iterable[Slot], now: datetime
+) -> bool:
     """Whether the device's subscription should be read again (linking reads it first)."""
     since = last_read_at or linked_at
-    return since is None or now >= since + SUBSCRIPTION_REREAD
+    if since is None:
+        return True
+    period = SUBSCRIPTION_REREAD if any(not slot.subscribed for slot in slots) else SUBSCRIPTION_CHECK
+    return now >= since + period
 
 
 def resync_subscription(

@@ -47,7 +47,12 @@ from drs_core.errors import (
 )
 from drs_core.observability import logger, metrics
 from drs_core.services.drs_calls import call_drs
-from drs_core.services.order_truth import in_progress_order, reopen_order
+from drs_core.services.order_truth import (
+    in_progress_order,
+    notification_store,
+    reopen_order,
+    resync_subscription,
+)
 
 
 class ReorderOutcome(StrEnum):
@@ -127,6 +132,10 @@ def _replenish(
     except (DrsBadRequest, DrsNotFound, TokensMissing) as refused:
         _give_back(claimed, repository, store, hold_until=now + usage.REORDER_HOLD)
         logger.error("DRS refused the replenish", extra={"errorType": type(refused).__name__})
+        if not isinstance(refused, TokensMissing):
+            # An unknown or unsubscribed slot: our view of the subscription may be stale (a lost
+            # SubscriptionChanged). DRS is the truth: read it now.
+            _resync_subscription(serial, repository=repository, vault=vault, drs=drs, now=now)
         return _done(ReorderOutcome.REFUSED_BY_DRS)
     except BaseException:
         # Retryable (DRS/LWA unavailable) or unexpected: free the slot, let the mapping retry the record.
@@ -173,6 +182,21 @@ def _record(
         )
     logger.info("order placed", extra={"detailCode": result.detail_code})
     return _done(ReorderOutcome.PLACED)
+
+
+def _resync_subscription(
+    serial: str, *, repository: StateRepository, vault: TokenVault, drs: DrsClient, now: datetime
+) -> None:
+    """Re-read the device's subscription from DRS and apply it; trouble is logged, never raised."""
+    try:
+        info = call_drs(
+            serial, lambda token: drs.subscription_info(token, version=2), vault=vault, repository=repository
+        )
+        found = repository.get_device_with_slots(serial, consistent=True)
+        slots = found[1] if found is not None else []
+        resync_subscription(serial, slots, info, store=notification_store(repository), now=now)
+    except Exception:
+        logger.exception("could not re-read the subscription after a refused replenish")
 
 
 def _give_back(

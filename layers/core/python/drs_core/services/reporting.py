@@ -409,10 +409,16 @@ class _Worker:
         if outcome is Outcome.FAILED:
             return outcome
         refused_slots = result.slot_reports_failed
+        # DRS is asked about orders and the subscription on the day's first visit only: a redelivered
+        # job (a slot report to retry) must not repeat those calls.
+        first = outcome is Outcome.SENT
         try:
-            for slot in self._settled(snapshot, tokens, result):
+            slots = self._settled(snapshot, tokens, result) if first else snapshot.slots
+            for slot in slots:
                 self._slot_status(serial, slot, snapshot, tokens, result)
-            self._subscription(snapshot, tokens, result, refused=result.slot_reports_failed > refused_slots)
+            refused = result.slot_reports_failed > refused_slots
+            if first or refused:
+                self._subscription(snapshot, tokens, result, refused=refused)
         except ReauthRequired:
             logger.warning("device needs re-authorisation: slot reports skipped")
         except Exception as failure:
@@ -485,13 +491,16 @@ class _Worker:
     def _subscription(
         self, snapshot: DeviceSnapshot, tokens: TokenVault, result: JobResult, *, refused: bool
     ) -> None:
-        """Re-read ``subscriptionInfo`` when DRS refused a slot report, and at most weekly otherwise."""
+        """Re-read ``subscriptionInfo`` when DRS refused a slot report, else when due (``order_truth``)."""
         from drs_core.services.order_truth import subscription_reread_due
 
         resync, device = self.upkeep.resync_subscription, snapshot.device
         now = default_clock().now()
         if resync is None or not (
-            refused or subscription_reread_due(snapshot.marks.subscription_read_at, device.linked_at, now)
+            refused
+            or subscription_reread_due(
+                snapshot.marks.subscription_read_at, device.linked_at, snapshot.slots, now
+            )
         ):
             return
         try:
