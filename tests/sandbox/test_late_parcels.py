@@ -8,7 +8,7 @@ and the parcel comes late. The slot must get its next order once the parcel arri
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,9 +16,13 @@ import pytest
 from drs_core.clock import to_iso
 from sandbox.scenario import (
     Customer,
+    Event,
+    EventKind,
     LinkedDevice,
     Product,
     SandboxClient,
+    SimulatedDevice,
+    check_no_slot_stuck,
     idempotency_key,
     refilled,
     remaining,
@@ -101,3 +105,45 @@ def test_a_late_parcel_does_not_wedge_the_slot(system: EmbeddedSystem) -> None:
     orders = home.orders()
     assert orders[0]["state"] == "DELIVERED" and order in home.loaded
     assert len(orders) >= 2, f"no order since the late parcel: the slot is wedged ({orders})"
+
+
+# --- the check itself, on histories it exists to catch ------------------------------------------------
+
+
+def _device(serial: str, level: float, since: datetime) -> SimulatedDevice:
+    owner = Customer("Ann", "amzn1.account.A", "app-token")
+    linked = LinkedDevice(serial, "LateWF", owner, "device-token", {"Filter": FILTER})
+    device = SimulatedDevice(linked, levels={"Filter": 1.0}, daily_use={"Filter": DAILY_USE}, start=since)
+    slot = device.slots["Filter"]
+    slot.level = level
+    slot.history.append((since, level))
+    return device
+
+
+def test_the_stuck_slot_check_names_a_low_slot_without_order_and_a_held_order_amazon_closed() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    now = t0 + timedelta(days=10)
+    low = _device("LOW-1", 5.0, t0 + timedelta(days=5))  # under 20 % for 5 days, nothing ordered
+    fine = _device("OK-1", 5.0, t0 + timedelta(days=5))  # as low, but its order is open at Amazon
+    held = _device("HELD-1", 80.0, t0)  # the backend holds an order Amazon closed a week ago
+    amazon = [
+        {"instanceId": "o-open", "serial": "OK-1", "slotId": "Filter", "state": "SHIPPED", "closedAt": None},
+        {
+            "instanceId": "o-closed",
+            "serial": "HELD-1",
+            "slotId": "Filter",
+            "state": "DELIVERED",
+            "closedAt": to_iso(t0 + timedelta(days=3)),
+        },
+    ]
+    backend = {
+        ("LOW-1", "Filter"): {"state": "NONE"},
+        ("OK-1", "Filter"): {"state": "SHIPPED", "instanceId": "o-open"},
+        ("HELD-1", "Filter"): {"state": "PLACED", "instanceId": "o-closed"},
+    }
+    failures = check_no_slot_stuck([low, fine, held], amazon, backend, [], now=now)
+    assert [failure.split(":")[0] for failure in failures] == ["LOW-1/Filter", "HELD-1/Filter"]
+    # and a test device, or a slot in its cancel cooldown, is left out
+    cancel = Event(now - timedelta(days=1), EventKind.ORDER_CANCELLED, "LOW-1", "Filter")
+    assert check_no_slot_stuck([low], amazon, backend, [cancel], now=now) == []
+    assert check_no_slot_stuck([low], amazon, backend, [], now=now, skip=["LOW-1"]) == []
