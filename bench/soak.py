@@ -204,7 +204,7 @@ class Fleet:
         for number in range(self.plan.devices):
             customer = self.linker.create_customer(f"soak customer {number}")
             serial = f"SOAK{number:05d}"
-            linked = self.linker.link_device(customer, self.model.model_id, serial, self.model.slots)
+            linked = self._link(customer, serial)
             self.devices.append(
                 SimulatedDevice(
                     linked,
@@ -218,6 +218,19 @@ class Fleet:
             )
         self.system.drain()
         self.timeline.poll()
+
+    def _link(self, customer: Any, serial: str) -> Any:
+        """Link one device; on a busy machine the backend's code exchange may outlast the soak's short
+        read timeout and be retried with the spent code (400): the customer consents again, as in life."""
+        from sandbox.scenario import ApiError
+
+        for _ in range(2):
+            try:
+                return self.linker.link_device(customer, self.model.model_id, serial, self.model.slots)
+            except ApiError as refused:
+                if refused.status != 400:
+                    raise
+        return self.linker.link_device(customer, self.model.model_id, serial, self.model.slots)
 
     def faults(self, on: bool) -> None:
         """The fault rules of the module docstring (``on=False`` removes them)."""
