@@ -17,7 +17,7 @@ from drs_core.adapters.notification_store import NotificationStore, OrderFacts
 from drs_core.domain.models import OrderState, Slot, SlotOrder
 from drs_core.errors import DrsNotFound
 from drs_core.services.notifications import settle_deliveries
-from drs_core.services.order_truth import RECHECK_MARGIN, check_due, reconcile_orders
+from drs_core.services.order_truth import GIVE_UP_AFTER, RECHECK_MARGIN, check_due, reconcile_orders
 from tests.conftest import AwsEnv
 from tests.integration.test_reorder_decision import measured, replenish_calls, report, slot_item
 from tests.support import ordering as fixtures
@@ -155,3 +155,32 @@ def test_deadlines() -> None:
     assert check_due(silent, now - timedelta(days=1), now)
     assert check_due(silent, None, now)
     assert not check_due(SlotOrder(OrderState.NONE), None, now)
+
+
+def test_an_order_drs_keeps_calling_processing_is_given_up_two_weeks_past_its_date(
+    ordering: Ordering, aws: AwsEnv
+) -> None:
+    # Given a placed order whose estimated date passed two weeks ago, DRS still saying "Processing"
+    device = measured(ordering, test=False)
+    report(ordering, device, 5)
+    ordering.pump()
+    store = NotificationStore(aws.state_table)
+    slot = slot_of(aws, device.serial)
+    eta = ordering.clock.now() + timedelta(days=3)
+    dated = SlotOrder(OrderState.PLACED, instance_id=slot.order.instance_id, estimated_delivery_date=eta)
+    store.set_slot_order(device.serial, "Filter", expected_states={OrderState.PLACED}, new=dated)
+    drs = _Drs("Processing")
+    # When the visit checks it a day before, and on, the bound
+    early = reconcile_orders(
+        device.serial,
+        [slot_of(aws, device.serial)],
+        repository=store,
+        lookup=drs,
+        now=eta + timedelta(days=13),
+    )
+    late = reconcile_orders(
+        device.serial, [slot_of(aws, device.serial)], repository=store, lookup=drs, now=eta + GIVE_UP_AFTER
+    )
+    # Then it stayed open the first time and is taken as delivered at the bound
+    assert early == [] and drs.asked == 2
+    assert late and late[0].order.state is OrderState.NONE

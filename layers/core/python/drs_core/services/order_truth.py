@@ -14,7 +14,9 @@ backend believes about a slot's order must be checked against DRS, cheaply:
   delivered → the slot is free; cancelled → cancelled; shipped or still processing → kept open with
   DRS's date, checked again on the next visit while it stays overdue. One call per overdue order and
   day at most; an order DRS does not know (404) is closed, since DRS keeps no open order the device
-  cannot see.
+  cannot see. DRS documents only ``Processing`` and ``Pending``: an order it still calls open
+  ``GIVE_UP_AFTER`` past its date is taken as delivered, which bounds the calls and is safe, since an
+  ``ORDER_INPROGRESS`` re-opens it if DRS still has it open.
 - **Subscriptions are re-read** (``resync_subscription``) when DRS refuses a call for a slot (unknown
   or unsubscribed), so a lost SubscriptionChanged cannot leave a slot wrong for ever; otherwise at most
   weekly (``SUBSCRIPTION_REREAD``) while the device has a slot we hold unsubscribed (a product the
@@ -47,6 +49,8 @@ from drs_core.observability import logger, metrics
 RECHECK_MARGIN = timedelta(days=1)
 # How long a PLACED order may go without an estimated date (no OrderPlaced seen) before DRS is asked.
 SILENT_AFTER = timedelta(days=1)
+# An order DRS still calls open this long past its estimated date is taken as delivered.
+GIVE_UP_AFTER = timedelta(days=14)
 # How often a device's subscription is re-read: weekly while one of its slots is unsubscribed, else
 # monthly (each read is a DRS call of the daily visit's budget).
 SUBSCRIPTION_REREAD = timedelta(days=7)
@@ -172,6 +176,10 @@ def _apply_answer(
             # Still open on DRS's side (processing, pending, or a status we do not know): keep it open
             # with DRS's date; the next visit asks again while it stays overdue.
             new = replace(current, estimated_delivery_date=eta or current.estimated_delivery_date)
+        due = new.estimated_delivery_date
+        if new.state in CHECKED_STATES and due is not None and now >= due + GIVE_UP_AFTER:
+            logger.warning("order still open at DRS long after its date: taken as delivered")
+            new = apply(new, Change(OrderEvent.DELIVER, now))
     except InvalidTransition as err:
         logger.info("DRS's order state does not apply to the slot", extra={"reason": err.message})
         return None
