@@ -184,3 +184,31 @@ def test_an_order_drs_keeps_calling_processing_is_given_up_two_weeks_past_its_da
     # Then it stayed open the first time and is taken as delivered at the bound
     assert early == [] and drs.asked == 2
     assert late and late[0].order.state is OrderState.NONE
+
+
+def test_a_shipment_the_backend_never_heard_of_counts_as_stock_on_hand(
+    ordering: Ordering, aws: AwsEnv
+) -> None:
+    # Given a placed order past its date whose ItemShipped was lost (the slot still says PLACED)
+    device = measured(ordering, test=False)
+    report(ordering, device, 5)
+    ordering.pump()
+    store = NotificationStore(aws.state_table)
+    slot = slot_of(aws, device.serial)
+    eta = ordering.clock.now() + timedelta(days=3)
+    dated = SlotOrder(OrderState.PLACED, instance_id=slot.order.instance_id, estimated_delivery_date=eta)
+    store.set_slot_order(device.serial, "Filter", expected_states={OrderState.PLACED}, new=dated)
+    before = slot_of(aws, device.serial).on_hand_quantity
+    # When the daily visit learns from DRS that it was delivered
+    moved = reconcile_orders(
+        device.serial,
+        [slot_of(aws, device.serial)],
+        repository=store,
+        lookup=_Drs("Delivered"),
+        now=eta + RECHECK_MARGIN,
+    )
+    # Then the slot is free and the package counts as stock on hand until it is loaded, as if
+    # ItemShipped had come: the slot is not ordered again for the same need
+    after = slot_of(aws, device.serial)
+    assert moved and after.order.state is OrderState.NONE
+    assert after.on_hand_quantity == before + 1

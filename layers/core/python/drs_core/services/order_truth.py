@@ -38,7 +38,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from drs_core import schema
 from drs_core.adapters.drs_client import OrderInfo, OrderItem, SubscriptionInfo
 from drs_core.adapters.items import Attr, Refused, TableGateway, UpdateBuilder, order_from_item
-from drs_core.adapters.notification_store import NotificationStore, ProductChoice, mark_order_delivered
+from drs_core.adapters.notification_store import (
+    NotificationStore,
+    OrderFacts,
+    ProductChoice,
+    mark_order_delivered,
+)
 from drs_core.adapters.state_repository import StateRepository
 from drs_core.domain.models import Order, OrderState, Slot, SlotOrder
 from drs_core.domain.order_lifecycle import Change, OrderEvent, apply
@@ -60,6 +65,7 @@ CHECKED_STATES = frozenset({OrderState.PLACED, OrderState.SHIPPED})
 DELIVERED_STATUSES = frozenset({"delivered"})
 CANCELLED_STATUSES = frozenset({"cancelled", "canceled"})
 SHIPPED_STATUSES = frozenset({"shipped"})
+SHIPPED_OR_DELIVERED = SHIPPED_STATUSES | DELIVERED_STATUSES
 
 # Looks an order up in DRS (``getOrderInfo`` with the device's token).
 OrderLookup = Callable[[str], OrderInfo]
@@ -161,6 +167,16 @@ def _apply_answer(
     current = slot.order
     status = item.status.strip().lower() if item is not None else "delivered"
     eta = item.expected_delivery_date if item is not None else None
+    if item is not None and current.state is OrderState.PLACED and status in SHIPPED_OR_DELIVERED:
+        # DRS says the parcel left, and we never heard (ItemShipped lost): record the shipment as that
+        # notification would have, stock on hand included, or the slot would be ordered again while
+        # the customer still has the package to load.
+        shipped = _record_missed_shipment(serial, slot, item, repository=repository, now=now)
+        if shipped is None:
+            return None
+        slot, current = shipped, shipped.order
+        if status in SHIPPED_STATUSES:
+            return shipped
     try:
         if status in DELIVERED_STATUSES:
             new = apply(current, Change(OrderEvent.DELIVER, now))
@@ -192,6 +208,38 @@ def _apply_answer(
     written = repository.set_slot_order(serial, slot.slot_id, expected_states={current.state}, new=new)
     if written is not None and new.state is OrderState.NONE and current.instance_id:
         mark_order_delivered(repository, serial, slot.slot_id, current.instance_id, now)
+    return written
+
+
+def _record_missed_shipment(
+    serial: str, slot: Slot, item: OrderItem, *, repository: StateRepository, now: datetime
+) -> Slot | None:
+    """The slot moved to SHIPPED with the order's quantity added to stock on hand (one guarded write,
+    as for ItemShipped), and the order's history marked shipped; None if the slot moved meanwhile."""
+    current = slot.order
+    change = Change(
+        OrderEvent.SHIP,
+        now,
+        instance_id=current.instance_id,
+        estimated_delivery_date=item.expected_delivery_date,
+    )
+    store = notification_store(repository)
+    written = store.ship_slot(
+        serial, slot.slot_id, current=current, new=apply(current, change), quantity=float(item.quantity or 0)
+    )
+    if written is not None and current.instance_id:
+        store.record_order(
+            OrderFacts(
+                serial=serial,
+                instance_id=current.instance_id,
+                slot_id=slot.slot_id,
+                state=OrderState.SHIPPED,
+                at=now,
+                asin=item.asin or None,
+                quantity=float(item.quantity) if item.quantity else None,
+                estimated_delivery_date=item.expected_delivery_date,
+            )
+        )
     return written
 
 
