@@ -8,7 +8,7 @@ Real HTTP to the simulator, moto for DynamoDB, the reorder function fed by the s
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from drs_core import dependencies, schema
 from drs_core.adapters.drs_client import OrderInfo, OrderItem
@@ -97,12 +97,25 @@ def test_order_inprogress_naming_a_settled_order_reopens_it_with_its_state_and_d
     assert slot_of(aws, serial).order.state is OrderState.NONE
 
 
+def ordered(ordering: Ordering, aws: AwsEnv, state: OrderState) -> tuple[Linked, NotificationStore, datetime]:
+    """A standard device's Filter ordered by the reorder function, the slot's order set to ``state``
+    with an estimated delivery date 3 days ahead (returned)."""
+    device = measured(ordering, test=False)
+    report(ordering, device, 5)
+    ordering.pump()
+    store = NotificationStore(aws.state_table)
+    slot = slot_of(aws, device.serial)
+    eta = ordering.clock.now() + timedelta(days=3)
+    dated = SlotOrder(state, instance_id=slot.order.instance_id, estimated_delivery_date=eta)
+    assert store.set_slot_order(device.serial, "Filter", expected_states={OrderState.PLACED}, new=dated)
+    return device, store, eta
+
+
 class _Drs:
     """A stand-in for the device's getOrderInfo (the reconciliation's only DRS call)."""
 
-    def __init__(self, status: str | None, eta_days: float = 0) -> None:
+    def __init__(self, status: str | None) -> None:
         self.status, self.asked = status, 0
-        self.eta_days = eta_days
 
     def __call__(self, instance_id: str) -> OrderInfo:
         self.asked += 1
@@ -115,14 +128,8 @@ def test_an_overdue_order_is_checked_with_drs_and_set_from_its_answer(
     ordering: Ordering, aws: AwsEnv
 ) -> None:
     # Given a placed order whose estimated date is past by more than the margin
-    device = measured(ordering, test=False)
-    report(ordering, device, 5)
-    ordering.pump()
-    store = NotificationStore(aws.state_table)
-    slot = slot_of(aws, device.serial)
-    eta = ordering.clock.now() + timedelta(days=3)
-    shipped = SlotOrder(OrderState.SHIPPED, instance_id=slot.order.instance_id, estimated_delivery_date=eta)
-    store.set_slot_order(device.serial, "Filter", expected_states={OrderState.PLACED}, new=shipped)
+    device, store, eta = ordered(ordering, aws, OrderState.SHIPPED)
+    instance_id = str(slot_of(aws, device.serial).order.instance_id)
     now = eta + RECHECK_MARGIN
     # When DRS says it is still on its way, then that it was delivered
     still = _Drs("Shipped")
@@ -137,7 +144,7 @@ def test_an_overdue_order_is_checked_with_drs_and_set_from_its_answer(
     assert (still.asked, delivered.asked) == (1, 1)
     assert kept == []
     assert moved and moved[0].order.state is OrderState.NONE
-    assert dependencies.repository().get_order(device.serial, str(slot.order.instance_id)) is not None
+    assert dependencies.repository().get_order(device.serial, instance_id) is not None
 
 
 def test_deadlines() -> None:
@@ -161,14 +168,7 @@ def test_an_order_drs_keeps_calling_processing_is_given_up_two_weeks_past_its_da
     ordering: Ordering, aws: AwsEnv
 ) -> None:
     # Given a placed order whose estimated date passed two weeks ago, DRS still saying "Processing"
-    device = measured(ordering, test=False)
-    report(ordering, device, 5)
-    ordering.pump()
-    store = NotificationStore(aws.state_table)
-    slot = slot_of(aws, device.serial)
-    eta = ordering.clock.now() + timedelta(days=3)
-    dated = SlotOrder(OrderState.PLACED, instance_id=slot.order.instance_id, estimated_delivery_date=eta)
-    store.set_slot_order(device.serial, "Filter", expected_states={OrderState.PLACED}, new=dated)
+    device, store, eta = ordered(ordering, aws, OrderState.PLACED)
     drs = _Drs("Processing")
     # When the visit checks it a day before, and on, the bound
     early = reconcile_orders(
@@ -190,14 +190,7 @@ def test_a_shipment_the_backend_never_heard_of_counts_as_stock_on_hand(
     ordering: Ordering, aws: AwsEnv
 ) -> None:
     # Given a placed order past its date whose ItemShipped was lost (the slot still says PLACED)
-    device = measured(ordering, test=False)
-    report(ordering, device, 5)
-    ordering.pump()
-    store = NotificationStore(aws.state_table)
-    slot = slot_of(aws, device.serial)
-    eta = ordering.clock.now() + timedelta(days=3)
-    dated = SlotOrder(OrderState.PLACED, instance_id=slot.order.instance_id, estimated_delivery_date=eta)
-    store.set_slot_order(device.serial, "Filter", expected_states={OrderState.PLACED}, new=dated)
+    device, store, eta = ordered(ordering, aws, OrderState.PLACED)
     before = slot_of(aws, device.serial).on_hand_quantity
     # When the daily visit learns from DRS that it was delivered
     moved = reconcile_orders(
