@@ -205,3 +205,19 @@ def test_a_shipment_the_backend_never_heard_of_counts_as_stock_on_hand(
     after = slot_of(aws, device.serial)
     assert moved and after.order.state is OrderState.NONE
     assert after.on_hand_quantity == before + 1
+
+
+def test_a_refill_delivers_a_placed_order_whose_date_is_near_but_not_an_early_one() -> None:
+    from datetime import UTC
+
+    from drs_core.domain.order_lifecycle import EARLY_ARRIVAL, on_refill
+
+    # Given placed orders (their ItemShipped lost) due tomorrow, due in three days, and with no date
+    now = datetime(2026, 1, 10, tzinfo=UTC)
+    near = SlotOrder(OrderState.PLACED, "o-1", estimated_delivery_date=now + EARLY_ARRIVAL)
+    early = SlotOrder(OrderState.PLACED, "o-2", estimated_delivery_date=now + timedelta(days=3))
+    undated = SlotOrder(OrderState.PLACED, "o-3")
+    # When the device reports a refill now, Then only the one due tomorrow has arrived
+    assert on_refill(near, now) == SlotOrder()
+    assert on_refill(early, now) == early
+    assert on_refill(undated, now) == undated

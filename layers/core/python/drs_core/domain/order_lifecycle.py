@@ -127,8 +127,23 @@ def delivery_overdue(order: SlotOrder, now: datetime) -> bool:
     )
 
 
-def on_refill(order: SlotOrder, now: datetime) -> SlotOrder:
-    """A refill reading: a shipped order has arrived, and the cancel count starts over."""
+# A parcel may come this long before its estimated delivery date.
+EARLY_ARRIVAL = timedelta(days=1)
+
+
+def delivered_by_refill(order: SlotOrder, at: datetime) -> bool:
+    """Whether a refill at ``at`` means the slot's open order arrived: a shipped one, or a placed one
+    whose estimated date is near or past (its ItemShipped may have been lost). A placed order with no
+    date yet is left to the daily check with DRS. If DRS still has a delivered order open, its next
+    ``ORDER_INPROGRESS`` re-opens it."""
     if order.state is OrderState.SHIPPED:
+        return True
+    eta = order.estimated_delivery_date
+    return order.state is OrderState.PLACED and eta is not None and at >= eta - EARLY_ARRIVAL
+
+
+def on_refill(order: SlotOrder, now: datetime) -> SlotOrder:
+    """A refill reading: the slot's arrived order is delivered, and the cancel count starts over."""
+    if delivered_by_refill(order, now):
         order = apply(order, Change(OrderEvent.DELIVER, now))
     return replace(order, cancels_since_refill=0)
