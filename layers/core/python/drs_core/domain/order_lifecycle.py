@@ -3,9 +3,9 @@
 ``NONE → REQUESTED → PLACED → SHIPPED → NONE`` (delivery is a refill reading, or DRS's answer when the
 daily visit asks about an overdue order: ``services.order_truth``); ``REQUESTED|PLACED → CANCELLED``,
 which counts as closed: a new order may be claimed once the cooldown (5 days after a customer cancel)
-has passed, and never after a second customer cancel until the slot is refilled. Events carry the order's instance id; an event about an
-order other than the slot's current one is stale and rejected, so late or duplicated notifications
-cannot move a slot backwards.
+has passed, and never after a second customer cancel until the slot is refilled. Events carry the
+order's instance id; an event about an order other than the slot's current one is stale and rejected,
+so late or duplicated notifications cannot move a slot backwards.
 """
 
 from __future__ import annotations
