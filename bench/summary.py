@@ -9,7 +9,7 @@ quotas; "holds" compares with the target.
 
 from __future__ import annotations
 
-from bench import cold_start, cost, ingestion, packages, replenishment, reporting
+from bench import cold_start, cost, ingestion, packages, replenishment, reporting, soak
 from bench.table import print_table
 
 # One usage reading a day per slot is the daily rate update: a refused blind write, then the exact one.
@@ -108,6 +108,18 @@ def rows() -> list[list[object]]:
             f"{reports.drs_calls_per_device_day / reports.target_per_device_day:.2f}",
             f"{reports.target_per_device_day:g}",
             _holds(reports.drs_calls_per_device_day <= reports.target_per_device_day),
+        ]
+    )
+    visit = soak.measure()
+    per_day = float(visit.stats[soak.VISIT_STAT])
+    table.append(
+        [
+            f"DRS calls per device-day, daily visit with reconciliation ({visit.plan.days}-day soak)",
+            f"{per_day:.3f}",
+            "3 (deviceStatus + 2 slotStatus)",
+            f"{per_day / 3:.3f}",
+            f"≤ {soak.DRS_CALLS_PER_DEVICE_DAY_BUDGET}",
+            _holds(per_day <= soak.DRS_CALLS_PER_DEVICE_DAY_BUDGET),
         ]
     )
     table.append(

@@ -63,7 +63,9 @@ from sandbox.scenario import (  # noqa: E402 - needs the paths above when run as
     SandboxClient,
     SimulatedDevice,
     Timeline,
+    backend_orders,
     check_no_avoidable_dry,
+    check_no_slot_stuck,
     check_system,
     dry_hours,
     dry_periods,
@@ -174,6 +176,10 @@ class DemoPlan:
     fault_rate: float = 0.2
     deregister_day: float = 12.5
     serials: tuple[str, ...] = tuple(cast.serial for cast in CAST)
+    # The simulator's world (docs/api.md §3): some parcels late, some notifications lost or delayed.
+    late_parcel_rate: float = 0.1
+    lost_notification_rate: float = 0.05
+    delayed_notification_rate: float = 0.05
 
     @property
     def cast(self) -> list[Cast]:
@@ -318,9 +324,18 @@ class Scenario:
     # --- setup ---------------------------------------------------------------------------------
 
     def link_everything(self) -> None:
-        """Introduce the cast, create the customers, and link every device through the gateway."""
+        """Turn the world on, introduce the cast, create the customers, link every device."""
+        plan = self.plan
+        self.control.configure_world(
+            lateParcelRate=plan.late_parcel_rate,
+            lostNotificationRate=plan.lost_notification_rate,
+            delayedNotificationRate=plan.delayed_notification_rate,
+            seed=plan.seed,
+        )
         self.narrator.say(
-            f"== {len(self.casts)} devices, {self.plan.days} simulated days from {self.start:%Y-%m-%d}"
+            f"== {len(self.casts)} devices, {self.plan.days} simulated days from {self.start:%Y-%m-%d}; "
+            f"Amazon's world: {plan.late_parcel_rate:.0%} of parcels late, "
+            f"{plan.lost_notification_rate:.0%} of notifications lost"
         )
         for cast in self.casts.values():
             self.narrator.say(f"   {cast.serial:<8} {cast.customer:<5} {cast.model.description}; {cast.role}")
@@ -522,6 +537,21 @@ class Scenario:
         start, end = self.plan.fault_days
         day = (error.at - self.start).total_seconds() / DAY
         return start <= day <= end + 0.01 and error.error_type in ("DrsRetryableError", "ReportJobIncomplete")
+
+    def no_slot_stuck(self) -> CheckResult:
+        """Every slot in use got its next order when due; the backend holds no order Amazon closed."""
+        tl = self.timeline
+        backend = backend_orders(self.client, self.devices.values())
+        tests = [cast.serial for cast in self.casts.values() if cast.is_test]
+        world = self.control.configure_world()["counts"]
+        return CheckResult(
+            "no slot stuck: every slot in use gets its next order when due",
+            check_no_slot_stuck(
+                self.devices.values(), tl.amazon_orders, backend, tl.events, now=self.now(), skip=tests
+            ),
+            f"{world['lateParcels']} parcels late, {world['lostNotifications']} notifications lost, "
+            f"{len([c for c in tl.calls if c['operation'] == 'getOrderInfo'])} getOrderInfo",
+        )
 
     def coverage(self) -> CheckResult:
         """The story's cases did happen (a run where nothing was ordered would prove little).
@@ -830,6 +860,7 @@ def run_scenario(
     checks = check_system(system, scenario.timeline, expected_error=scenario.expected_error)
     checks.append(scenario.coverage())
     checks.append(avoidable_dry(scenario))
+    checks.append(scenario.no_slot_stuck())
     rows = summary_rows(scenario)
     result = DemoResult(checks, scenario.timeline, scenario.devices, rows)
     narrator.say("\n== summary")

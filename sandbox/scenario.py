@@ -590,12 +590,15 @@ class SimulatorLogs(Protocol):
 
     def notifications(self) -> list[dict[str, Any]]: ...
 
+    def orders(self) -> list[dict[str, Any]]: ...
+
 
 class Timeline:
     """What happened, in simulated time, from the simulator's logs and the system's callbacks.
 
-    ``poll()`` reads the calls and notifications logs past what it has seen, derives deliveries from
-    the estimated delivery dates the clock has passed, and emits the new events in time order (to
+    ``poll()`` reads the calls and notifications logs past what it has seen, takes deliveries (and
+    cancels whose notification the world lost) from what Amazon knows of its orders (the simulator's
+    orders: a parcel may come late or early), and emits the new events in time order (to
     ``on_event`` too). ``record()`` adds the scenario's own events (emitted at once).
     """
 
@@ -615,6 +618,7 @@ class Timeline:
         self.calls: list[dict[str, Any]] = []
         self.notifications: list[dict[str, Any]] = []
         self.orders: dict[str, OrderRecord] = {}
+        self.amazon_orders: list[dict[str, Any]] = []  # the simulator's orders, as of the last poll
         self.function_errors: list[FunctionError] = []
         self.invocations: Counter[str] = Counter()
         self._test_devices: set[str] = set()
@@ -688,27 +692,9 @@ class Timeline:
             for event in self._notification_events(note):
                 new.append((event.at, 1, event))
         self.notifications = notes
-        now = self.now()
-        for order in self.orders.values():
-            if order.open and not order.is_test and order.eta is not None and order.eta <= now:
-                gone = self._deregistered_at.get(order.serial)
-                if gone is not None and gone <= order.eta:
-                    continue  # the maker no longer follows a deregistered registration's orders
-                order.delivered_at = order.eta
-                new.append(
-                    (
-                        order.eta,
-                        2,
-                        Event(
-                            order.eta,
-                            EventKind.ORDER_DELIVERED,
-                            order.serial,
-                            order.slot_id,
-                            f"Amazon delivered order {short_id(order.instance_id)}",
-                            {"instanceId": order.instance_id},
-                        ),
-                    )
-                )
+        self.amazon_orders = self.logs.orders()
+        for known in self.amazon_orders:
+            new.extend((event.at, 2, event) for event in self._amazon_order_events(known))
         with self._lock:
             errors, self._pending_errors = self._pending_errors, []
         for error in errors:
@@ -822,6 +808,35 @@ class Timeline:
             return [Event(at, EventKind.SUBSCRIPTION_CHANGED, serial, None, "SubscriptionChanged", data)]
         return []
 
+    def _amazon_order_events(self, known: Mapping[str, Any]) -> list[Event]:
+        """Bring the record of one of Amazon's orders up to date; a delivery (or a cancel the
+        notifications did not tell) becomes an event."""
+        order = self._order(str(known["instanceId"]), known["serial"], known["slotId"])
+        placed = known.get("placedAt")
+        if placed and order.confirmed_at is None:
+            order.confirmed_at = parse_iso(str(placed))
+        if known.get("estimatedDeliveryDate"):
+            order.eta = parse_iso(str(known["estimatedDeliveryDate"]))
+        closed = parse_iso(str(known["closedAt"])) if known.get("closedAt") else None
+        if closed is None or not order.open:
+            return []
+        gone = self._deregistered_at.get(order.serial)
+        if gone is not None and gone <= closed:
+            return []  # the maker no longer follows a deregistered registration's orders
+        text = f"order {short_id(order.instance_id)}"
+        if known["state"] == "DELIVERED":
+            order.delivered_at = closed
+            late = f" ({known['arrivesAt'][:10]}, estimate {known['estimatedDeliveryDate'][:10]})"
+            detail = f"Amazon delivered {text}" + (late if closed != order.eta else "")
+            kind = EventKind.ORDER_DELIVERED
+        elif known["state"] == "CANCELLED":
+            order.cancelled_at = closed
+            detail, kind = f"Amazon cancelled {text} (its notification was lost)", EventKind.ORDER_CANCELLED
+        else:
+            return []
+        data = {"instanceId": order.instance_id}
+        return [Event(closed, kind, order.serial, order.slot_id, detail, data)]
+
     def _order(self, instance_id: str, serial: str | None, slot_id: str | None) -> OrderRecord:
         order = self.orders.get(instance_id)
         if order is None:
@@ -882,7 +897,9 @@ class CheckResult:
 
 
 def check_no_overlapping_orders(
-    calls: Sequence[Mapping[str, Any]], notifications: Sequence[Mapping[str, Any]]
+    calls: Sequence[Mapping[str, Any]],
+    notifications: Sequence[Mapping[str, Any]],
+    orders: Sequence[Mapping[str, Any]] = (),
 ) -> list[str]:
     """No replenish placed an order on a slot while an earlier order of that slot was still open.
 
@@ -893,7 +910,9 @@ def check_no_overlapping_orders(
 
     The two logs have no common sequence, only simulated times; at one instant, news about orders
     already open is applied first (a cancel lets a new order follow at once), then the placements,
-    then the news naming the orders just placed.
+    then the news naming the orders just placed. ``orders`` (the simulator's, with ``closedAt``) tells
+    when each order really closed: a late parcel keeps its order open past its estimate, and an order
+    whose notifications were lost is named by the replenish answer's ``eventInstanceId``.
     """
     moments: dict[datetime, tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]] = defaultdict(
         lambda: ([], [])
@@ -910,7 +929,9 @@ def check_no_overlapping_orders(
         message = json.loads(str(note["envelope"]["Message"]))
         at = parse_iso(str(message.get("notificationInfo", {}).get("notificationTime") or note["at"]))
         moments[at][1].append(message)
-    tracker = _OpenOrders()
+    tracker = _OpenOrders(
+        {str(o["instanceId"]): parse_iso(str(o["closedAt"])) for o in orders if o.get("closedAt")}
+    )
     failures: list[str] = []
     for at in sorted(set(moments) | set(test_cancels)):
         placements, news = moments[at]
@@ -928,13 +949,14 @@ class _OpenOrders:
     """The open orders per slot while replaying the logs: [instance id or None (not named yet), eta,
     is test]."""
 
-    def __init__(self) -> None:
+    def __init__(self, closed: Mapping[str, datetime] | None = None) -> None:
         self.slots: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
+        self.closed = closed or {}
 
     def place(self, serial: str, slot_id: str, at: datetime, call: Mapping[str, Any]) -> list[str]:
         key = (serial, slot_id)
-        # Delivered on its estimated date (test orders never are).
-        self.slots[key] = [o for o in self.slots[key] if o[2] or o[1] is None or o[1] > at]
+        # Closed when Amazon says it closed; else delivered on its estimated date (test orders never are).
+        self.slots[key] = [o for o in self.slots[key] if not self._closed_by(o, at)]
         failures = (
             [
                 f"{serial}/{slot_id}: replenish placed an order at {to_iso(at)} while order "
@@ -943,7 +965,9 @@ class _OpenOrders:
             if self.slots[key]
             else []
         )
-        self.slots[key].append([None, None, call.get("detailCode") == "TEST_ORDER_PLACED"])
+        self.slots[key].append(
+            [call.get("eventInstanceId"), None, call.get("detailCode") == "TEST_ORDER_PLACED"]
+        )
         return failures
 
     def cancel_test_orders(self, serial: str, slot_id: str | None) -> None:
@@ -952,6 +976,11 @@ class _OpenOrders:
         for (each_serial, each_slot), orders in self.slots.items():
             if each_serial == serial and slot_id in (None, each_slot):
                 orders[:] = [order for order in orders if not order[2]]
+
+    def _closed_by(self, order: list[Any], at: datetime) -> bool:
+        if order[0] in self.closed:
+            return bool(self.closed[order[0]] <= at)
+        return not order[2] and order[1] is not None and order[1] <= at
 
     def apply(self, message: Mapping[str, Any], *, known_only: bool) -> bool:
         """Apply one notification; with ``known_only``, only if it is about an order already named
@@ -1252,7 +1281,7 @@ def check_system(
     return [
         CheckResult(
             "no duplicate order: never a replenish placing an order while one is open",
-            check_no_overlapping_orders(timeline.calls, timeline.notifications),
+            check_no_overlapping_orders(timeline.calls, timeline.notifications, timeline.amazon_orders),
             f"{len(placed)} orders placed",
         ),
         CheckResult(
@@ -1295,6 +1324,91 @@ def check_system(
             f"{sum(timeline.invocations.values())} invocations, {len(timeline.function_errors)} errors",
         ),
     ]
+
+
+# A slot may wait this long for what it needs (an order when low, or its order closed when Amazon
+# closed it): the daily visit checks orders one day past their estimate, in its bucket's hour.
+STUCK_AFTER = timedelta(days=3)
+LOW_FRACTION = 0.2  # the policy's threshold: a slot this low needs an order whatever its forecast
+OPEN_AT_AMAZON = frozenset({"TROUBLED", "PLACED", "SHIPPED"})
+OPEN_IN_BACKEND = frozenset({"REQUESTED", "PLACED", "SHIPPED"})
+
+
+def backend_orders(client: SandboxClient, devices: Iterable[SimulatedDevice]) -> dict[tuple[str, str], Any]:
+    """The order side of every slot of the active devices, as the backend shows it to the app."""
+    orders: dict[tuple[str, str], Any] = {}
+    for device in devices:
+        if device.active:
+            for slot in client.get_device(device.device)["slots"]:
+                orders[(device.serial, str(slot["slotId"]))] = slot.get("order") or {}
+    return orders
+
+
+def check_no_slot_stuck(
+    devices: Iterable[SimulatedDevice],
+    amazon_orders: Sequence[Mapping[str, Any]],
+    backend: Mapping[tuple[str, str], Mapping[str, Any]],
+    events: Sequence[Event],
+    *,
+    now: datetime,
+    skip: Iterable[str] = (),
+) -> list[str]:
+    """No slot is wedged: (1) the backend holds no order open that Amazon closed more than
+    ``STUCK_AFTER`` ago; (2) no slot in use has sat under ``LOW_FRACTION`` of its capacity for
+    ``STUCK_AFTER`` with no package waiting, no order open at Amazon and no customer cancel in the
+    last 5 days (the cooldown). Test devices and devices no longer linked (``skip``) are left out."""
+    skipped = set(skip)
+    closed = {str(o["instanceId"]): parse_iso(str(o["closedAt"])) for o in amazon_orders if o.get("closedAt")}
+    open_at_amazon = {
+        (str(o["serial"]), str(o["slotId"])) for o in amazon_orders if o["state"] in OPEN_AT_AMAZON
+    }
+    cancels: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    for event in events:
+        if event.kind is EventKind.ORDER_CANCELLED and event.slot_id:
+            cancels[(str(event.serial), event.slot_id)].append(event.at)
+    failures: list[str] = []
+    for device in devices:
+        if not device.active or device.serial in skipped:
+            continue
+        for slot in device.slots.values():
+            key = (device.serial, slot.slot_id)
+            order = backend.get(key, {})
+            instance_id = order.get("instanceId")
+            if (
+                order.get("state") in OPEN_IN_BACKEND
+                and instance_id in closed
+                and now - closed[instance_id] >= STUCK_AFTER
+            ):
+                failures.append(
+                    f"{key[0]}/{key[1]}: the backend holds order {short_id(instance_id)} "
+                    f"{order['state']}, closed by Amazon at {to_iso(closed[instance_id])}"
+                )
+                continue
+            low_since = _low_since(slot, now)
+            recent_cancel = any(now - at < CUSTOMER_CANCEL_COOLDOWN + STUCK_AFTER for at in cancels[key])
+            if (
+                low_since is not None
+                and now - low_since >= STUCK_AFTER
+                and not slot.packages
+                and key not in open_at_amazon
+                and not recent_cancel
+            ):
+                failures.append(
+                    f"{key[0]}/{key[1]}: under {LOW_FRACTION:.0%} since {to_iso(low_since)} with no order "
+                    f"(backend: {order.get('state')})"
+                )
+    return failures
+
+
+def _low_since(slot: SimulatedSlot, now: datetime) -> datetime | None:
+    """Since when the slot has stayed under ``LOW_FRACTION`` of its capacity (None: it is not now)."""
+    limit = LOW_FRACTION * slot.capacity
+    since = None
+    for at, level in reversed(slot.history):
+        if level >= limit:
+            break
+        since = at
+    return since
 
 
 def failures_of(results: Iterable[CheckResult]) -> list[str]:

@@ -25,7 +25,16 @@ from drs_core.clock import to_iso
 from .faults import FAULT_STATUSES, LWA_OPERATIONS, OPERATIONS
 from .records import CallRecord, Product
 from .signin import sign_in_answer, sign_in_page
-from .state import ORDER_ACTIONS, BadRequest, InvalidBody, OAuthError, Simulator, SimulatorError
+from .state import (
+    MAX_DELAY_DAYS,
+    ORDER_ACTIONS,
+    BadRequest,
+    InvalidBody,
+    OAuthError,
+    Simulator,
+    SimulatorError,
+)
+from .world import CHANNEL_NAMES, JSON_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +128,10 @@ URL_MAP = Map(
             methods=["POST"],
             endpoint="sim_order_action",
         ),
+        Rule("/__sim/orders/<instance_id>/delay", methods=["POST"], endpoint="sim_order_delay"),
+        Rule("/__sim/orders", methods=["GET"], endpoint="sim_orders"),
+        Rule("/__sim/world", methods=["GET", "POST"], endpoint="sim_world"),
+        Rule("/__sim/notifications/lost", methods=["GET"], endpoint="sim_lost_notifications"),
         Rule("/__sim/calls", methods=["GET"], endpoint="sim_calls"),
         Rule("/__sim/notifications", methods=["GET"], endpoint="sim_notifications"),
     ],
@@ -159,7 +172,7 @@ class SimulatorApp:
     def _on_replenish(self, request: Request, slot_id: str) -> Response:
         def call(token: str | None, _result: str, record: CallRecord) -> object:
             detail_code, instance_id = self.simulator.replenish(token, slot_id)
-            record.detail_code = detail_code
+            record.detail_code, record.instance_id = detail_code, instance_id
             return {"eventInstanceId": instance_id, "detailCode": detail_code}
 
         return self._drs(request, REPLENISH, call, slot_id=slot_id)
@@ -444,6 +457,44 @@ class SimulatorApp:
         return self._control(
             request, lambda _body: self.simulator.order_action(instance_id, action), allow_empty=True
         )
+
+    def _on_sim_order_delay(self, request: Request, instance_id: str) -> Response:
+        def act(body: _Body) -> object:
+            body.only("days")
+            days = body.number("days", required=True, minimum=-3, maximum=MAX_DELAY_DAYS)
+            return self.simulator.delay_order(instance_id, days or 0)
+
+        return self._control(request, act)
+
+    def _on_sim_orders(self, _request: Request) -> Response:
+        return _json_response(200, {"orders": self.simulator.orders()})
+
+    def _on_sim_world(self, request: Request) -> Response:
+        if request.method == "GET":
+            return _json_response(200, self.simulator.configure_world())
+
+        def act(body: _Body) -> object:
+            body.only(*JSON_NAMES, *CHANNEL_NAMES)
+            changes: dict[str, object] = {}
+            for field, name in {**JSON_NAMES, **CHANNEL_NAMES}.items():
+                if not body.has(field):
+                    continue
+                if field == "seed":
+                    changes[name] = body.integer(field, required=True)
+                elif field == "maxLateDays":
+                    changes[name] = body.integer(field, required=True)
+                    if not 1 <= int(changes[name]) <= MAX_DELAY_DAYS:  # type: ignore[call-overload]
+                        raise BadRequest(f"maxLateDays must be between 1 and {MAX_DELAY_DAYS}")
+                elif field == "maxNotificationDelayHours":
+                    changes[name] = body.number(field, required=True, minimum=1, maximum=7 * 24)
+                else:
+                    changes[name] = body.number(field, required=True, minimum=0, maximum=1)
+            return self.simulator.configure_world(**changes)
+
+        return self._control(request, act)
+
+    def _on_sim_lost_notifications(self, _request: Request) -> Response:
+        return _json_response(200, {"notifications": self.simulator.lost_notifications()})
 
     def _on_sim_calls(self, _request: Request) -> Response:
         return _json_response(200, {"calls": self.simulator.calls()})

@@ -124,6 +124,25 @@ class SimulatorControl:
         ``testCancelNotifications`` (docs/api.md names)."""
         self.request("POST", "/__sim/notifications/config", json=fields)
 
+    def configure_world(self, **fields: Any) -> dict[str, Any]:
+        """``POST /__sim/world`` with ``lateParcelRate``, ``lostNotificationRate``, ``seed``... (docs/api.md
+        names); answers every setting and what the world did so far. No fields: just read them."""
+        if not fields:
+            return self.request("GET", "/__sim/world")
+        return self.request("POST", "/__sim/world", json=fields)
+
+    def delay_order(self, instance_id: str, days: float) -> dict[str, Any]:
+        """That order's parcel arrives ``days`` after its estimated delivery date."""
+        return self.request("POST", f"/__sim/orders/{instance_id}/delay", json={"days": days})
+
+    def orders(self) -> list[dict[str, Any]]:
+        """Every order Amazon knows, open or closed, with when its parcel arrives (``arrivesAt``)."""
+        return self.request("GET", "/__sim/orders")["orders"]
+
+    def lost_notifications(self) -> list[dict[str, Any]]:
+        """The notifications the world lost (never published)."""
+        return self.request("GET", "/__sim/notifications/lost")["notifications"]
+
     def calls(self, operation: str | None = None) -> list[dict[str, Any]]:
         """Every DRS/LWA call the simulator recorded (optionally of one operation), in order."""
         recorded = self.request("GET", "/__sim/calls")["calls"]

@@ -187,11 +187,14 @@ class NotificationChannel:
             self._rng = random.Random(self.config.seed)
         return self.config
 
-    def emit(self, message: dict[str, object], *, at: datetime, now: datetime) -> None:
-        """Publish one event's message (built in ``config.version``) that happened at ``at``."""
+    def emit(
+        self, message: dict[str, object], *, at: datetime, now: datetime, hold: timedelta = timedelta(0)
+    ) -> None:
+        """Publish one event's message (built in ``config.version``) that happened at ``at``; ``hold``
+        is an extra delay of this message alone (the world's), on top of ``delaySeconds``."""
         envelope = sns_envelope(message, topic_arn=self.topic_arn, version=self.config.version, at=at)
-        if self.config.delay_seconds > 0:
-            due = at + timedelta(seconds=self.config.delay_seconds)
+        if self.config.delay_seconds > 0 or hold > timedelta(0):
+            due = at + timedelta(seconds=self.config.delay_seconds) + hold
             self._delayed.append(_Delayed(due, next(self._delay_order), envelope))
             return
         self._dispatch(envelope, now)

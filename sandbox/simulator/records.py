@@ -106,10 +106,19 @@ class Order:
     placed_at: datetime | None = None
     cancel_reason: str | None = None
     closed_at: datetime | None = None
+    # When the parcel really arrives relative to its estimated date (the world's draw, or a control
+    # route's ``delay``): positive is late, negative early.
+    delivery_offset: timedelta = timedelta(0)
 
     @property
     def estimated_delivery_date(self) -> datetime | None:
         return self.placed_at + DELIVERY_TIME if self.placed_at else None
+
+    @property
+    def arrives_at(self) -> datetime | None:
+        """When the parcel arrives (the clock then delivers the order): its estimate plus its offset."""
+        eta = self.estimated_delivery_date
+        return eta + self.delivery_offset if eta else None
 
     @property
     def resolution_deadline(self) -> datetime:
@@ -127,6 +136,8 @@ class Order:
             "requestedAt": to_iso(self.requested_at),
             "placedAt": to_iso(self.placed_at) if self.placed_at else None,
             "estimatedDeliveryDate": to_iso(eta) if eta else None,
+            "arrivesAt": to_iso(self.arrives_at) if self.arrives_at and not self.is_test else None,
+            "closedAt": to_iso(self.closed_at) if self.closed_at else None,
             "resolutionDeadline": to_iso(self.resolution_deadline)
             if self.state is OrderState.TROUBLED
             else None,
@@ -200,6 +211,7 @@ class CallRecord:
     slot_id: str | None = None
     status: int = 0
     detail_code: str | None = None
+    instance_id: str | None = None  # the order a replenish placed or named (ORDER_INPROGRESS)
     fault: bool = False
 
     def to_json(self, seq: int, at: str) -> dict[str, object]:
@@ -217,6 +229,8 @@ class CallRecord:
         entry["status"] = self.status
         if self.detail_code is not None:
             entry["detailCode"] = self.detail_code
+        if self.instance_id is not None:
+            entry["eventInstanceId"] = self.instance_id
         if self.fault:
             entry["fault"] = True
         return entry

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol
 from urllib.parse import urlparse
@@ -34,6 +34,7 @@ from .notifications import NotificationChannel
 from .records import (
     ACCESS_TOKEN_LIFETIME,
     CUSTOMER_CANCEL_WINDOW,
+    DELIVERY_TIME,
     ORDER_INFO_STATUS,
     AccessGrant,
     AuthorizationCode,
@@ -46,6 +47,7 @@ from .records import (
     RefreshGrant,
     SignInCode,
 )
+from .world import World
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ INVALID_TOKEN = "Invalid or expired access token"
 _CODE_SHAPE = re.compile(r"[A-Za-z0-9]{8,64}")
 
 ORDER_ACTIONS = ("ship", "deliver", "cancel", "resolve", "expire")
+# ``POST /__sim/orders/{id}/delay``: how many days after its estimate a parcel may be made to arrive.
+MAX_DELAY_DAYS = 60
 _SLOT_STATUS_NUMBERS = ("remainingQuantityInUnit", "originalQuantityInUnit", "totalQuantityOnHand")
 _SLOT_STATUS_DATES = ("expectedReplenishmentDate", "lastUseDate")
 
@@ -159,6 +163,8 @@ class Simulator:
         self._calls: list[dict[str, object]] = []
         self._faults = FaultInjector()
         self._channel = NotificationChannel(topic_arn)
+        self._world = World()
+        self._lost: list[dict[str, object]] = []  # notifications the world lost (never published)
         self._seen_now = self.clock.now()
 
     # ------------------------------------------------------------------ DRS
@@ -187,6 +193,7 @@ class Simulator:
             self._orders[order.instance_id] = order
             self._open_orders[(device.registration_id, slot_id)] = order
             if not troubled:
+                self._place(order)
                 self._notify_order(note.ORDER_PLACED, order, now)
             detail = "TEST_ORDER_PLACED" if device.is_test_device else "STANDARD_ORDER_PLACED"
             return detail, order.instance_id
@@ -238,7 +245,8 @@ class Simulator:
             eta = order.estimated_delivery_date
             item = {
                 "asin": order.product.asin,
-                "expectedDeliveryDate": to_iso(eta) if eta else "",
+                # Unknown before the order is placed (resolution flow): null, as DRS may send it.
+                "expectedDeliveryDate": to_iso(eta) if eta else None,
                 "quantity": order.product.quantity,
                 "slotId": order.slot_id,
                 "status": ORDER_INFO_STATUS[order.state],
@@ -466,6 +474,41 @@ class Simulator:
         with self._lock:
             return self._channel.configure(**changes).to_json()
 
+    def configure_world(self, **changes: object) -> dict[str, object]:
+        """Change only the named world settings (``world.JSON_NAMES`` / ``CHANNEL_NAMES`` values)."""
+        with self._lock:
+            channel = {k: changes.pop(k) for k in ("duplicate_rate", "reorder_rate") if k in changes}
+            if "seed" in changes:
+                channel["seed"] = changes["seed"]
+            self._world.configure(**changes)
+            if channel:
+                self._channel.configure(**channel)
+            return self._world.to_json(self._channel.config.to_json())
+
+    def lost_notifications(self) -> list[dict[str, object]]:
+        """The notifications the world lost: ``{"seq", "at", "message"}``, never published."""
+        with self._transaction():
+            return list(self._lost)
+
+    def delay_order(self, instance_id: str, days: float) -> dict[str, object]:
+        """Make an order's parcel arrive ``days`` after its estimated delivery date (negative: early)."""
+        with self._transaction():
+            order = self._orders.get(instance_id)
+            if order is None:
+                raise NotFound(f"Unknown order {instance_id}")
+            if not order.state.is_open or order.is_test:
+                what = "a test order (never shipped)" if order.is_test else order.state.value
+                raise Conflict(f"Order {instance_id} is {what}: no parcel to delay")
+            if not -DELIVERY_TIME.days <= days <= MAX_DELAY_DAYS:
+                raise BadRequest(f"days must be between {-DELIVERY_TIME.days} and {MAX_DELAY_DAYS}")
+            order.delivery_offset = timedelta(days=days)
+            return order.to_json()
+
+    def orders(self) -> list[dict[str, object]]:
+        """Every order so far, open or closed, in placement order (what Amazon knows of them)."""
+        with self._transaction():
+            return [order.to_json() for order in self._orders.values()]
+
     def order_action(self, instance_id: str, action: str) -> dict[str, object]:
         """Drive an order as Amazon or the customer would: ship, deliver, cancel, resolve or expire."""
         with self._transaction() as now:
@@ -485,6 +528,7 @@ class Simulator:
                 self._notify_order(note.ORDER_CANCELLED, order, now)
             elif action == "resolve" and state is OrderState.TROUBLED:
                 order.state, order.placed_at = OrderState.PLACED, now
+                self._place(order)
                 self._notify_order(note.ORDER_PLACED, order, now)
             elif action == "expire" and state is OrderState.TROUBLED:
                 self._expire(order, now)
@@ -545,9 +589,9 @@ class Simulator:
             elif order.is_test:
                 continue  # test orders are never delivered by the clock
             else:
-                eta = order.estimated_delivery_date
-                assert eta is not None
-                when, action = eta, partial(self._close_order, order, OrderState.DELIVERED, eta)
+                arrival = order.arrives_at
+                assert arrival is not None
+                when, action = arrival, partial(self._close_order, order, OrderState.DELIVERED, arrival)
             if when <= now and (best_time is None or when < best_time):
                 best_time, best = when, action
         return best
@@ -713,6 +757,11 @@ class Simulator:
         self._close_order(order, OrderState.CANCELLED, at, reason="resolution window expired")
         self._notify_order(note.ORDER_CANCELLED, order, at)
 
+    def _place(self, order: Order) -> None:
+        """The order is placed: the world decides when its parcel will really arrive."""
+        if not order.is_test:
+            order.delivery_offset = self._world.parcel_offset()
+
     def _close_order(self, order: Order, state: OrderState, at: datetime, reason: str | None = None) -> None:
         order.state, order.closed_at, order.cancel_reason = state, at, reason
         self._open_orders.pop((order.registration_id, order.slot_id), None)
@@ -735,7 +784,11 @@ class Simulator:
             version=self._channel.config.version,
             order=order,
         )
-        self._channel.emit(message, at=at, now=self.clock.now())
+        held = self._world.notification_fate()
+        if held is None:
+            self._lost.append({"seq": len(self._lost) + 1, "at": to_iso(at), "message": message})
+            return
+        self._channel.emit(message, at=at, now=self.clock.now(), hold=held)
 
     def _device_json(self, device: Device) -> dict[str, object]:
         orders = [o for o in self._orders.values() if o.registration_id == device.registration_id]

@@ -86,7 +86,7 @@ class Reporting:
 
     # --- arranging -------------------------------------------------------------------------------
 
-    def link(self, serial: str, slots: dict[str, Product | None]) -> str:
+    def link(self, serial: str, slots: dict[str, Product | None], *, is_test: bool = True) -> str:
         """Consent at the simulator, code exchange, tokens in the vault, device and slots stored."""
         customer = self.control.create_customer()["customerId"]
         code, redirect_uri = self.control.authorize(
@@ -94,12 +94,12 @@ class Reporting:
             model_id=MODEL,
             serial=serial,
             slots={slot: (product.to_json() if product else None) for slot, product in slots.items()},
-            is_test_device=True,
+            is_test_device=is_test,
         )
         dependencies.token_vault().store(serial, dependencies.lwa_client().exchange_code(code, redirect_uri))
         repository = dependencies.repository()
         repository.link_device(
-            Device(serial=serial, model_id=MODEL, is_test_device=True, linked_at=self.clock.now()),
+            Device(serial=serial, model_id=MODEL, is_test_device=is_test, linked_at=self.clock.now()),
             owner_id=customer,
         )
         for slot, product in slots.items():

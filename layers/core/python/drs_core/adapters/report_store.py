@@ -40,6 +40,7 @@ LEASE_UNTIL = "leaseUntil"
 DEVICE_REPORT_DAY = "deviceReportDay"
 DEVICE_REPORTED_AT = "deviceReportedAt"
 SLOT_REPORTS = "slotReports"  # map: slot id → {day, useAt, at}
+SUBSCRIPTION_READ_AT = "subscriptionReadAt"
 _DAY = "day"
 _USE_AT = "useAt"
 _AT = "at"
@@ -184,10 +185,20 @@ class ReportStore(TableGateway):
         self.update(schema.report_key(serial), update)
         return self.mark_slot(serial, slot_id, day=day, use_at=use_at, at=at)
 
+    def mark_subscription_read(self, serial: str, *, at: datetime) -> None:
+        """Record that the device's subscription was read from DRS at ``at``."""
+        update = _ReportUpdate()
+        update.set(SUBSCRIPTION_READ_AT, time_av(at))
+        self.update(schema.report_key(serial), update)
+
 
 def _marks_from_item(item: Item) -> ReportMarks:
     slots: dict[str, SlotReportMark] = {}
     for slot_id, value in item.get(SLOT_REPORTS, {}).get("M", {}).items():
         entry = value.get("M", {})
         slots[slot_id] = SlotReportMark(day=get_str(entry, _DAY), use_at=get_time(entry, _USE_AT))
-    return ReportMarks(device_day=get_str(item, DEVICE_REPORT_DAY), slots=slots)
+    return ReportMarks(
+        device_day=get_str(item, DEVICE_REPORT_DAY),
+        slots=slots,
+        subscription_read_at=get_time(item, SUBSCRIPTION_READ_AT),
+    )

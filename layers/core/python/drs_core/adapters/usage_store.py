@@ -421,8 +421,9 @@ class UsageStore(TableGateway):
     def _close_delivered_order(
         self, serial: str, slot_id: str, before: SlotOrder, after: SlotOrder, reading: Reading
     ) -> None:
-        """A refill delivered the slot's shipped order: close the order's history as delivered."""
-        if before.state is OrderState.SHIPPED and after.state is OrderState.NONE and before.instance_id:
+        """A refill delivered the slot's open order: close the order's history as delivered."""
+        open_before = before.state in (OrderState.PLACED, OrderState.SHIPPED)
+        if open_before and after.state is OrderState.NONE and before.instance_id:
             update = UpdateBuilder()
             update.set_if_absent(Attr.DELIVERED_AT, str_av(to_iso(reading.observed_at)))
             update.set_if_absent(Attr.SLOT_ID, str_av(slot_id))
@@ -486,7 +487,9 @@ def fast_write(reading: Reading, now: datetime) -> tuple[_Update, str]:
             update.add(Attr.REFILLED_SINCE_SNAPSHOT, decimal_av(amount))
             update.set(Attr.SLOT_REPORT_DUE, {"BOOL": True})
             exact.append(f"{n(Attr.ON_HAND_QTY)} = {update.value(num_av(0))}")
+            # A refill may deliver the slot's open order (order_lifecycle.on_refill): the exact path.
             exact.append(f"NOT {order_state} = {update.value(str_av(OrderState.SHIPPED.value))}")
+            exact.append(f"NOT {order_state} = {update.value(str_av(OrderState.PLACED.value))}")
             not_crossing = f"{headroom} > {update.value(decimal_av(-amount))}"
     open_states = [str_av(OrderState.PLACED.value), str_av(OrderState.SHIPPED.value)]
     stale_before = update.value(str_av(to_iso(now - usage.STALE_CLAIM_AFTER)))

@@ -1,11 +1,11 @@
 """The order lifecycle of one slot, as a pure transition function.
 
-``NONE → REQUESTED → PLACED → SHIPPED → NONE`` (delivery is inferred: a refill reading, or the estimated
-delivery date plus grace); ``REQUESTED|PLACED → CANCELLED``, which counts as closed: a new order may be
-claimed once the cooldown (5 days after a customer cancel) has passed, and never after a second
-customer cancel until the slot is refilled. Events carry the order's instance id; an event about an
-order other than the slot's current one is stale and rejected, so late or duplicated notifications
-cannot move a slot backwards.
+``NONE → REQUESTED → PLACED → SHIPPED → NONE`` (delivery is a refill reading, or DRS's answer when the
+daily visit asks about an overdue order: ``services.order_truth``); ``REQUESTED|PLACED → CANCELLED``,
+which counts as closed: a new order may be claimed once the cooldown (5 days after a customer cancel)
+has passed, and never after a second customer cancel until the slot is refilled. Events carry the
+order's instance id; an event about an order other than the slot's current one is stale and rejected,
+so late or duplicated notifications cannot move a slot backwards.
 """
 
 from __future__ import annotations
@@ -127,8 +127,23 @@ def delivery_overdue(order: SlotOrder, now: datetime) -> bool:
     )
 
 
-def on_refill(order: SlotOrder, now: datetime) -> SlotOrder:
-    """A refill reading: a shipped order has arrived, and the cancel count starts over."""
+# A parcel may come this long before its estimated delivery date.
+EARLY_ARRIVAL = timedelta(days=1)
+
+
+def delivered_by_refill(order: SlotOrder, at: datetime) -> bool:
+    """Whether a refill at ``at`` means the slot's open order arrived: a shipped one, or a placed one
+    whose estimated date is near or past (its ItemShipped may have been lost). A placed order with no
+    date yet is left to the daily check with DRS. If DRS still has a delivered order open, its next
+    ``ORDER_INPROGRESS`` re-opens it."""
     if order.state is OrderState.SHIPPED:
+        return True
+    eta = order.estimated_delivery_date
+    return order.state is OrderState.PLACED and eta is not None and at >= eta - EARLY_ARRIVAL
+
+
+def on_refill(order: SlotOrder, now: datetime) -> SlotOrder:
+    """A refill reading: the slot's arrived order is delivered, and the cancel count starts over."""
+    if delivered_by_refill(order, now):
         order = apply(order, Change(OrderEvent.DELIVER, now))
     return replace(order, cancels_since_refill=0)

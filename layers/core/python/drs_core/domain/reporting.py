@@ -39,6 +39,8 @@ class ReportMarks:
 
     device_day: str | None = None
     slots: Mapping[str, SlotReportMark] = field(default_factory=dict)
+    # When the device's subscription was last read from DRS by the daily visit (None: not yet).
+    subscription_read_at: datetime | None = None
 
     def slot(self, slot_id: str) -> SlotReportMark:
         return self.slots.get(slot_id) or SlotReportMark()

@@ -289,7 +289,7 @@ def fast_path_holds(state: UsageState, reading: Reading, now: datetime) -> bool:
                     return False
                 crossing = state.headroom <= amount
             case ReadingKind.REFILLED:
-                if state.on_hand != 0 or state.order.state is OrderState.SHIPPED:
+                if state.on_hand != 0 or state.order.state in (OrderState.PLACED, OrderState.SHIPPED):
                     return False
                 crossing = state.headroom <= -amount
                 after = replace(state, order=replace(state.order, cancels_since_refill=0))

@@ -60,7 +60,6 @@ from drs_core.notifications.models import (
     Notification,
     NotificationType,
     OrderCancelled,
-    OrderInfo,
     OrderNotification,
     OrderPlaced,
     SubscriptionChanged,
@@ -169,10 +168,12 @@ def _on_order(notification: Notification, store: NotificationStore, _tokens: Tok
     )
     model_id = notification.model_id or (device.model_id if device is not None else None)
 
-    def shipped_stock(slot: Slot) -> float:
-        return _shipped_stock(model_id, slot, info, is_test=bool(is_test))
+    def stock(slot: Slot) -> float:
+        # v1 messages name no ASIN: the slot's product is the one ordered
+        asin = info.asin or slot.asin
+        return shipped_stock(model_id, slot, asin, packs_of(info.quantity, info.unit), is_test=bool(is_test))
 
-    moved = _move_slot(store, serial, info.slot_id, change, shipped_stock)
+    moved = _move_slot(store, serial, info.slot_id, change, stock)
     if moved is _MISSING:
         return _unknown(notification, "no such slot")
     store.record_order(replace(facts, is_test=is_test))
@@ -193,14 +194,15 @@ def _is_stale(progress: OrderProgress | None, target: OrderState, at: datetime) 
 _MISSING = object()
 
 
-def _shipped_stock(model_id: str | None, slot: Slot, info: OrderInfo, *, is_test: bool) -> float:
-    """What an ItemShipped adds to the slot's stock on hand, in the slot's unit (``drs_core.catalog``):
-    packs times the ASIN's pack quantity; nothing for a test order (they do not ship), and nothing, with a
-    warning and ``CatalogMiss``, when the catalog does not know the model, slot or ASIN."""
+def shipped_stock(
+    model_id: str | None, slot: Slot, asin: str | None, packs: float, *, is_test: bool
+) -> float:
+    """What a shipment adds to the slot's stock on hand, in the slot's unit (``drs_core.catalog``):
+    ``packs`` times the ASIN's pack quantity; nothing for a test order (they do not ship), and nothing,
+    with a warning and ``CatalogMiss``, when the catalog does not know the model, slot or ASIN. Used by
+    ItemShipped and by a shipment learnt from ``getOrderInfo`` (``order_truth``)."""
     if is_test:
         return 0.0
-    asin = info.asin or slot.asin  # v1 messages name no ASIN: the slot's product is the one ordered
-    packs = packs_of(info.quantity, info.unit)
     quantity = model_catalog().shipped_quantity(model_id, slot.slot_id, asin, packs)
     if quantity is None:
         logger.warning(

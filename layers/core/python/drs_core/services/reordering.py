@@ -12,7 +12,9 @@ One stream record in, at most one DRS order out, whatever the duplicates, retrie
    over by a write fenced on its claim time.
 4. ``replenish`` with the device's token (``call_drs``). ``STANDARD_ORDER_PLACED`` /
    ``TEST_ORDER_PLACED`` record the order (slot ``PLACED`` with the instance id, and its history item);
-   ``ORDER_INPROGRESS`` adopts the open order and never places another.
+   ``ORDER_INPROGRESS`` adopts the open order and never places another: an order we know (even one
+   whose delivery was inferred) is re-opened with its state and dates (``order_truth``), one we do
+   not know is recorded PLACED and checked with DRS on the next daily visit.
 5. Failures give the claim back: retryable ones (DRS/LWA unavailable) are raised so the event source
    mapping retries the record (bounded, bisecting, then its DLQ); DRS refusing the slot or the device
    needing re-authorisation holds the slot instead, so a storm of retries cannot follow.
@@ -45,6 +47,12 @@ from drs_core.errors import (
 )
 from drs_core.observability import logger, metrics
 from drs_core.services.drs_calls import call_drs
+from drs_core.services.order_truth import (
+    in_progress_order,
+    notification_store,
+    reopen_order,
+    resync_subscription,
+)
 
 
 class ReorderOutcome(StrEnum):
@@ -124,6 +132,10 @@ def _replenish(
     except (DrsBadRequest, DrsNotFound, TokensMissing) as refused:
         _give_back(claimed, repository, store, hold_until=now + usage.REORDER_HOLD)
         logger.error("DRS refused the replenish", extra={"errorType": type(refused).__name__})
+        if not isinstance(refused, TokensMissing):
+            # An unknown or unsubscribed slot: our view of the subscription may be stale (a lost
+            # SubscriptionChanged). DRS is the truth: read it now.
+            _resync_subscription(serial, repository=repository, vault=vault, drs=drs, now=now)
         return _done(ReorderOutcome.REFUSED_BY_DRS)
     except BaseException:
         # Retryable (DRS/LWA unavailable) or unexpected: free the slot, let the mapping retry the record.
@@ -138,8 +150,14 @@ def _record(
 ) -> ReorderOutcome:
     serial, slot_id, instance_id = claimed.serial, claimed.slot_id, result.event_instance_id
     logger.append_keys(instanceId=instance_id)
-    change = order_lifecycle.Change(order_lifecycle.OrderEvent.PLACE, now, instance_id=instance_id)
-    new_order = order_lifecycle.apply(claimed.order, change)
+    if not result.order_placed and instance_id:
+        # DRS is the truth: the slot's open order is this one. Known to us → its state and dates back.
+        known = reopen_order(repository, serial, instance_id)
+        new_order = in_progress_order(claimed.order, instance_id, known, now)
+        logger.info("ORDER_INPROGRESS names an open order", extra={"known": known is not None})
+    else:
+        change = order_lifecycle.Change(order_lifecycle.OrderEvent.PLACE, now, instance_id=instance_id)
+        new_order = order_lifecycle.apply(claimed.order, change)
     if (
         repository.set_slot_order(serial, slot_id, expected_states={OrderState.REQUESTED}, new=new_order)
         is None
@@ -164,6 +182,28 @@ def _record(
         )
     logger.info("order placed", extra={"detailCode": result.detail_code})
     return _done(ReorderOutcome.PLACED)
+
+
+def _resync_subscription(
+    serial: str, *, repository: StateRepository, vault: TokenVault, drs: DrsClient, now: datetime
+) -> None:
+    """Re-read the device's subscription from DRS and apply it; trouble is logged, never raised."""
+    try:
+        info = call_drs(
+            serial, lambda token: drs.subscription_info(token, version=2), vault=vault, repository=repository
+        )
+        found = repository.get_device_with_slots(serial, consistent=True)
+        device, slots = found if found is not None else (None, [])
+        resync_subscription(
+            serial,
+            slots,
+            info,
+            store=notification_store(repository),
+            now=now,
+            model_id=device.model_id if device is not None else None,
+        )
+    except Exception:
+        logger.exception("could not re-read the subscription after a refused replenish")
 
 
 def _give_back(

@@ -79,7 +79,7 @@ from drs_core.services.drs_calls import call_drs
 
 if TYPE_CHECKING:
     # The worker's only: imported where it reports, so the planner's cold start loads no HTTP stack.
-    from drs_core.adapters.drs_client import DrsClient
+    from drs_core.adapters.drs_client import DrsClient, OrderInfo, SubscriptionInfo
 
 # Serials per job: a job is one SQS message and one worker invocation's work (~25 devices, 3 DRS calls each).
 JOB_SIZE = 25
@@ -100,6 +100,14 @@ OPEN_ORDER_STATES = frozenset({OrderState.PLACED, OrderState.SHIPPED})
 # Slot upkeep owned by other services, run on the daily visit (see ``SlotUpkeep``).
 SettleDeliveries = Callable[[str, list[Slot], datetime], list[Slot]]
 RefreshForecast = Callable[[Slot, datetime], Slot | None]
+# (serial, slots, now, getOrderInfo of the device, is a test device) -> the slots that moved
+# (serial, open-order slots, now, getOrderInfo lookup, is test device, model id) -> slots that moved
+ReconcileOrders = Callable[
+    [str, list[Slot], datetime, "Callable[[str], OrderInfo]", bool, str | None], list[Slot]
+]
+# (serial, slots, subscriptionInfo answer, now) -> how many slots changed
+# (serial, slots, subscriptionInfo answer, now, model id) -> slots changed
+ResyncSubscription = Callable[[str, list[Slot], "SubscriptionInfo", datetime, str | None], int]
 
 
 class Outcome(StrEnum):
@@ -180,27 +188,55 @@ class SlotUpkeep:
     day's snapshot and returns the updated slot (None: keep the one read); ``estimate_demand(slot,
     now)`` runs the daily demand estimation of a measured, subscribed slot (``services.estimation``:
     its planned reorder point). Reports use the results.
+    ``reconcile_orders`` replaces ``settle_deliveries`` when given: overdue open orders are checked
+    with ``getOrderInfo`` (DRS is the truth) instead of assumed delivered; ``resync_subscription``
+    applies a ``subscriptionInfo`` read, made when DRS refused a slot report and at most weekly.
     """
 
     settle_deliveries: SettleDeliveries | None = None
     refresh_forecast: RefreshForecast | None = None
     estimate_demand: RefreshForecast | None = None
+    reconcile_orders: ReconcileOrders | None = None
+    resync_subscription: ResyncSubscription | None = None
 
 
 def default_upkeep(repository: StateRepository, usage_store: UsageStore) -> SlotUpkeep:
-    """The production upkeep: delivery inference (notifications service) and the forecast refresh
-    (consumption service)."""
+    """The production upkeep: open orders checked with DRS and subscriptions re-read (order_truth),
+    and the forecast refresh (consumption service)."""
+    from drs_core.services import order_truth
     from drs_core.services.consumption import forecast_refresher
     from drs_core.services.estimation import demand_estimator
-    from drs_core.services.notifications import settle_deliveries
 
-    def settle(serial: str, slots: list[Slot], now: datetime) -> list[Slot]:
-        return settle_deliveries(serial, slots, repository=repository, now=now)
+    store = order_truth.notification_store(repository)
+
+    def reconcile(
+        serial: str,
+        slots: list[Slot],
+        now: datetime,
+        lookup: Callable[[str], OrderInfo],
+        is_test: bool,
+        model_id: str | None,
+    ) -> list[Slot]:
+        return order_truth.reconcile_orders(
+            serial,
+            slots,
+            repository=repository,
+            lookup=lookup,
+            now=now,
+            is_test_device=is_test,
+            model_id=model_id,
+        )
+
+    def resync(
+        serial: str, slots: list[Slot], info: SubscriptionInfo, now: datetime, model_id: str | None
+    ) -> int:
+        return order_truth.resync_subscription(serial, slots, info, store=store, now=now, model_id=model_id)
 
     return SlotUpkeep(
-        settle_deliveries=settle,
         refresh_forecast=forecast_refresher(usage_store),
         estimate_demand=demand_estimator(usage_store, repository),
+        reconcile_orders=reconcile,
+        resync_subscription=resync,
     )
 
 
@@ -396,9 +432,17 @@ class _Worker:
             return Outcome.RETRY
         if outcome is Outcome.FAILED:
             return outcome
+        refused_slots = result.slot_reports_failed
+        # DRS is asked about orders and the subscription on the day's first visit only: a redelivered
+        # job (a slot report to retry) must not repeat those calls.
+        first = outcome is Outcome.SENT
         try:
-            for slot in self._settled(serial, snapshot.slots):
+            slots = self._settled(snapshot, tokens, result) if first else snapshot.slots
+            for slot in slots:
                 self._slot_status(serial, self._estimated(slot), snapshot, tokens, result)
+            refused = result.slot_reports_failed > refused_slots
+            if first or refused:
+                self._subscription(snapshot, tokens, result, refused=refused)
         except ReauthRequired:
             logger.warning("device needs re-authorisation: slot reports skipped")
         except Exception as failure:
@@ -434,15 +478,38 @@ class _Worker:
         logger.warning("device status of the day was recorded by another run", extra={"day": day})
         return Outcome.ALREADY_SENT
 
-    def _settled(self, serial: str, slots: list[Slot]) -> list[Slot]:
-        """The slots, with delivery inferred for overdue open orders (so reports carry the outcome)."""
+    def _settled(self, snapshot: DeviceSnapshot, tokens: TokenVault, result: JobResult) -> list[Slot]:
+        """The slots, with overdue open orders checked with DRS (or, without ``reconcile_orders``, their
+        delivery inferred), so reports carry the outcome."""
+        serial, slots = snapshot.device.serial, snapshot.slots
         open_orders = [slot for slot in slots if slot.order.state in OPEN_ORDER_STATES]
-        if self.upkeep.settle_deliveries is None or not open_orders:
+        if not open_orders:
             return slots
-        moved = {
-            slot.slot_id: slot
-            for slot in self.upkeep.settle_deliveries(serial, open_orders, default_clock().now())
-        }
+        now = default_clock().now()
+        if self.upkeep.reconcile_orders is not None:
+
+            def lookup(instance_id: str) -> OrderInfo:
+                result.drs_calls += 1
+                return call_drs(
+                    serial,
+                    lambda token: self.drs.get_order_info(token, instance_id),
+                    vault=tokens,
+                    repository=self.repository,
+                )
+
+            try:
+                settled = self.upkeep.reconcile_orders(
+                    serial, open_orders, now, lookup, snapshot.device.is_test_device, snapshot.device.model_id
+                )
+            except (DrsRetryableError, LwaRetryableError, DrsBadRequest) as unavailable:
+                # Asked again on the next daily visit; today's reports go out as they stand.
+                logger.warning("open orders not checked with DRS", extra=_error_keys(unavailable))
+                settled = []
+        elif self.upkeep.settle_deliveries is not None:
+            settled = self.upkeep.settle_deliveries(serial, open_orders, now)
+        else:
+            return slots
+        moved = {slot.slot_id: slot for slot in settled}
         return [moved.get(slot.slot_id, slot) for slot in slots]
 
     def _estimated(self, slot: Slot) -> Slot:
@@ -460,6 +527,35 @@ class _Worker:
             return slot
         self.estimated.add((slot.serial, slot.slot_id))
         return estimated
+
+    def _subscription(
+        self, snapshot: DeviceSnapshot, tokens: TokenVault, result: JobResult, *, refused: bool
+    ) -> None:
+        """Re-read ``subscriptionInfo`` when DRS refused a slot report, else when due (``order_truth``)."""
+        from drs_core.services.order_truth import subscription_reread_due
+
+        resync, device = self.upkeep.resync_subscription, snapshot.device
+        now = default_clock().now()
+        if resync is None or not (
+            refused
+            or subscription_reread_due(
+                snapshot.marks.subscription_read_at, device.linked_at, snapshot.slots, now
+            )
+        ):
+            return
+        try:
+            result.drs_calls += 1
+            info = call_drs(
+                device.serial,
+                lambda token: self.drs.subscription_info(token, version=2),
+                vault=tokens,
+                repository=self.repository,
+            )
+        except (DrsRetryableError, LwaRetryableError, DrsBadRequest, DrsNotFound) as unavailable:
+            logger.warning("subscription not re-read", extra=_error_keys(unavailable))
+            return
+        resync(device.serial, snapshot.slots, info, now, device.model_id)
+        self.store.mark_subscription_read(device.serial, at=now)
 
     def _slot_status(
         self,
