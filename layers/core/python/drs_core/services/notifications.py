@@ -271,21 +271,45 @@ def _on_subscription(
     changed = 0
     for slot_id, status in statuses.items():
         product = status.product
-        # productInfo describes a pack, not the slot: its quantity and unit never become the slot's.
-        choice = ProductChoice(product.asin, None, None) if product else None
-        spec = slot_spec(model_id, slot_id)
-        slot = store.apply_subscription(
+        slot = apply_catalog_subscription(
+            store,
             serial,
             slot_id,
+            model_id=model_id,
             subscribed=status.subscribed,
-            product=choice,
+            asin=product.asin if product else None,
             product_known=status.product_info_list is not None,
             at=at,
-            full_quantity=spec.full_quantity if spec else None,
-            unit=spec.unit if spec else None,
         )
         changed += slot is not None
     return Outcome.APPLIED if changed else Outcome.STALE
+
+
+def apply_catalog_subscription(
+    store: NotificationStore,
+    serial: str,
+    slot_id: str,
+    *,
+    model_id: str | None,
+    subscribed: bool,
+    asin: str | None,
+    product_known: bool,
+    at: datetime,
+) -> Slot | None:
+    """Apply a slot's subscription (from SubscriptionChanged or a ``subscriptionInfo`` re-read): the
+    product's ASIN, and the slot's unit and full quantity from the model catalog. productInfo describes a
+    pack, not the slot: its quantity and unit never become the slot's."""
+    spec = slot_spec(model_id, slot_id)
+    return store.apply_subscription(
+        serial,
+        slot_id,
+        subscribed=subscribed,
+        product=ProductChoice(asin, None, None) if asin else None,
+        product_known=product_known,
+        at=at,
+        full_quantity=spec.full_quantity if spec else None,
+        unit=spec.unit if spec else None,
+    )
 
 
 def _on_registered(notification: Notification, store: NotificationStore, _tokens: TokenDestroyer) -> Outcome:

@@ -41,16 +41,14 @@ from drs_core.adapters.items import Attr, Refused, TableGateway, UpdateBuilder, 
 from drs_core.adapters.notification_store import (
     NotificationStore,
     OrderFacts,
-    ProductChoice,
     mark_order_delivered,
 )
 from drs_core.adapters.state_repository import StateRepository
-from drs_core.catalog import slot_spec
 from drs_core.domain.models import Order, OrderState, Slot, SlotOrder
 from drs_core.domain.order_lifecycle import Change, OrderEvent, apply
 from drs_core.errors import DrsNotFound, InvalidTransition
 from drs_core.observability import logger, metrics
-from drs_core.services.notifications import shipped_stock
+from drs_core.services.notifications import apply_catalog_subscription, shipped_stock
 
 # How long past its estimated delivery date an open order waits before DRS is asked about it.
 RECHECK_MARGIN = timedelta(days=1)
@@ -306,18 +304,15 @@ def resync_subscription(
             and slot.asin == (product.asin if product else None)
         ):
             continue
-        # productInfo describes a pack, never the slot
-        choice = ProductChoice(product.asin, None, None) if product else None
-        spec = slot_spec(model_id, slot_id)
-        written = store.apply_subscription(
+        written = apply_catalog_subscription(
+            store,
             serial,
             slot_id,
+            model_id=model_id,
             subscribed=status.subscribed,
-            product=choice,
+            asin=product.asin if product else None,
             product_known=True,
             at=now,
-            full_quantity=spec.full_quantity if spec else None,
-            unit=spec.unit if spec else None,
         )
         changed += written is not None
     for slot_id, slot in held.items():
