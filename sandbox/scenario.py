@@ -478,8 +478,13 @@ class SimulatedDevice:
         slot.refills.append(at)
 
     def sample(self, now: datetime) -> None:
-        """Take a reading of every slot at ``now`` into the device's buffer (sent by ``upload``)."""
+        """Take a reading of every slot at ``now`` into the device's buffer (sent by ``upload``). A slot
+        loaded at this very instant has said so already: a second, different reading of it at the same
+        time would make the request ambiguous (the API refuses it: ``CONFLICTING_READINGS``)."""
+        reported_now = {r["slotId"] for r in self._pending if r["observedAt"] == to_iso(now)}
         for slot in self.slots.values():
+            if slot.slot_id in reported_now:
+                continue
             if not slot.measured or self.mode == "remaining":
                 self._pending.append(remaining(slot.slot_id, slot.level, now))
                 slot.measured = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -296,3 +297,30 @@ def test_the_readme_examples_work_as_written_against_the_sandbox(app_template: S
     assert (slots["Filter"]["asin"], slots["Filter"]["originalQuantity"]) == ("B0WFILTER01", 150.0)
     assert (slots["Cleaner"]["asin"], slots["Cleaner"]["originalQuantity"]) == ("B0WCLEAN01", 500.0)
     assert not [code for code in statuses if code >= 500]
+
+
+def test_a_package_loaded_at_the_sampling_instant_gives_one_reading_of_the_slot_at_that_time() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sandbox.scenario import Customer, LinkedDevice, Product, SimulatedDevice
+
+    # Given a dry slot whose package arrives exactly when the device samples
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    linked = LinkedDevice(
+        serial="SAMPLE-1",
+        model_id="WaterFilterPro",
+        customer=Customer("Ana", "amzn1.account.ANA", "token"),
+        device_token="device-token",
+        slots={"Filter": Product("B00FILTER1", 2, "count")},
+    )
+    device = SimulatedDevice(linked, levels={"Filter": 0.0}, daily_use={"Filter": 0.1}, start=start)
+    device.readings(start)
+    end = start + timedelta(hours=6)
+    device.deliver("Filter", end)
+    # When it lives up to that instant, loads the package, and reports
+    device.live(start, end, random.Random(0))
+    readings = device.readings(end)
+    # Then no two readings of the slot share an observation time
+    times = [(r["slotId"], r["observedAt"]) for r in readings]
+    assert len(times) == len(set(times)), readings
+    assert any("refilledQuantity" in r for r in readings)
