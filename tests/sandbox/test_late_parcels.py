@@ -99,7 +99,9 @@ def test_a_late_parcel_does_not_wedge_the_slot(system: EmbeddedSystem) -> None:
     # When its parcel comes 6 days after its estimate, the Filter still in use (and no ItemShipped
     # arrives: Amazon's notification was lost, or it never said)
     control.delay_order(order, 6)
-    home.live(24 * 24)
+    # (a month: the loaded package lasts 20 days, and the policy orders it when the stock left covers
+    # the lead time it learnt plus its safety stock, some 5 days before it runs dry)
+    home.live(24 * 30)
     # Then the parcel arrived and was loaded, and the slot, drained under its point again, got its next
     # order (the backend asked DRS about the late order rather than assuming it delivered)
     orders = home.orders()
