@@ -64,6 +64,9 @@ def stressed(ordering: Ordering, atomic_moto: None, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("HTTP_MAX_ATTEMPTS", "2")
     dependencies.reset()
     yield ordering
+    # The adapters built from the short timeouts must not outlive this test (the next module's
+    # functions would time out DRS calls after 0.15 s).
+    dependencies.reset()
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,7 @@ def reset() -> None:
         repository,
         device_registry,
         usage_store,
+        report_store,
         http_session,
         drs_client,
         lwa_client,
