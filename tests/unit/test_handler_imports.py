@@ -39,3 +39,31 @@ def test_a_handler_imports_without_building_an_aws_client(name, tmp_path):
     # Then the import succeeds: no client was built
     assert answer.returncode == 0, answer.stderr[-2000:]
     assert answer.stdout.strip() == "imported"
+
+
+# Functions that parse no JSON body of their own: pydantic (and the models built on it) stays out of
+# their cold start.
+_WITHOUT_PYDANTIC = (
+    "companion_authorizer",
+    "device_authorizer",
+    "reorder_decision",
+    "report_planner",
+    "report_worker",
+)
+_IMPORT_AND_LIST_PYDANTIC = "import sys\nimport handler\nprint('pydantic' in sys.modules)"
+
+
+@pytest.mark.parametrize("name", _WITHOUT_PYDANTIC)
+def test_functions_that_parse_no_body_do_not_load_pydantic_at_import(name, tmp_path):
+    # Given the function's folder as Lambda's /var/task and its settings
+    answer = subprocess.run(  # noqa: S603 - this interpreter, fixed code
+        [sys.executable, "-c", _IMPORT_AND_LIST_PYDANTIC],
+        cwd=FUNCTIONS / name,
+        env=handler_environment(name, tmp_path / "pycache"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Then importing the handler left pydantic unloaded
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    assert answer.stdout.strip() == "False"

@@ -43,12 +43,11 @@ from drs_core.adapters.notification_store import (
     NotificationStore,
     OrderFacts,
     OrderProgress,
-    ProductChoice,
     Written,
     mark_order_delivered,
 )
 from drs_core.adapters.state_repository import StateRepository
-from drs_core.catalog import CATALOG_MISS_METRIC, model_catalog, packs_of, slot_spec
+from drs_core.catalog import packs_of
 from drs_core.clock import default_clock
 from drs_core.domain.models import OrderState, Slot, SlotOrder
 from drs_core.domain.order_lifecycle import RANK, Change, OrderEvent, apply, delivery_overdue
@@ -65,6 +64,7 @@ from drs_core.notifications.models import (
     SubscriptionChanged,
 )
 from drs_core.observability import NAMESPACE, logger, metrics
+from drs_core.services.slot_stock import apply_catalog_subscription, shipped_stock
 
 # A claim's clock and DRS's may disagree a little: only a message clearly older than the claim is stale.
 CLAIM_CLOCK_SKEW = timedelta(minutes=1)
@@ -194,26 +194,6 @@ def _is_stale(progress: OrderProgress | None, target: OrderState, at: datetime) 
 _MISSING = object()
 
 
-def shipped_stock(
-    model_id: str | None, slot: Slot, asin: str | None, packs: float, *, is_test: bool
-) -> float:
-    """What a shipment adds to the slot's stock on hand, in the slot's unit (``drs_core.catalog``):
-    ``packs`` times the ASIN's pack quantity; nothing for a test order (they do not ship), and nothing,
-    with a warning and ``CatalogMiss``, when the catalog does not know the model, slot or ASIN. Used by
-    ItemShipped and by a shipment learnt from ``getOrderInfo`` (``order_truth``)."""
-    if is_test:
-        return 0.0
-    quantity = model_catalog().shipped_quantity(model_id, slot.slot_id, asin, packs)
-    if quantity is None:
-        logger.warning(
-            "shipped quantity unknown to the model catalog: no stock added",
-            extra={"modelId": model_id, "slotId": slot.slot_id, "asin": asin},
-        )
-        metrics.add_metric(name=CATALOG_MISS_METRIC, unit=MetricUnit.Count, value=1)
-        return 0.0
-    return quantity
-
-
 def _move_slot(
     store: NotificationStore, serial: str, slot_id: str, change: Change, stock: Callable[[Slot], float]
 ) -> object:
@@ -283,33 +263,6 @@ def _on_subscription(
         )
         changed += slot is not None
     return Outcome.APPLIED if changed else Outcome.STALE
-
-
-def apply_catalog_subscription(
-    store: NotificationStore,
-    serial: str,
-    slot_id: str,
-    *,
-    model_id: str | None,
-    subscribed: bool,
-    asin: str | None,
-    product_known: bool,
-    at: datetime,
-) -> Slot | None:
-    """Apply a slot's subscription (from SubscriptionChanged or a ``subscriptionInfo`` re-read): the
-    product's ASIN, and the slot's unit and full quantity from the model catalog. productInfo describes a
-    pack, not the slot: its quantity and unit never become the slot's."""
-    spec = slot_spec(model_id, slot_id)
-    return store.apply_subscription(
-        serial,
-        slot_id,
-        subscribed=subscribed,
-        product=ProductChoice(asin, None, None) if asin else None,
-        product_known=product_known,
-        at=at,
-        full_quantity=spec.full_quantity if spec else None,
-        unit=spec.unit if spec else None,
-    )
 
 
 def _on_registered(notification: Notification, store: NotificationStore, _tokens: TokenDestroyer) -> Outcome:

@@ -48,7 +48,7 @@ from drs_core.domain.models import Order, OrderState, Slot, SlotOrder
 from drs_core.domain.order_lifecycle import Change, OrderEvent, apply
 from drs_core.errors import DrsNotFound, InvalidTransition
 from drs_core.observability import logger, metrics
-from drs_core.services.notifications import apply_catalog_subscription, shipped_stock
+from drs_core.services.slot_stock import apply_catalog_subscription, shipped_stock
 
 # How long past its estimated delivery date an open order waits before DRS is asked about it.
 RECHECK_MARGIN = timedelta(days=1)
