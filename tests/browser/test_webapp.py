@@ -55,10 +55,20 @@ def _provision(sandbox: EmbeddedSystem, serial: str, model_id: str) -> str:
     return answer.json()["pairingCode"]
 
 
-def _start_link(page: Page, simulator_url: str, pairing_code: str = "") -> None:
+def _start_link(
+    page: Page,
+    simulator_url: str,
+    pairing_code: str = "",
+    *,
+    serial: str = SERIAL,
+    model: str = MODEL,
+    test_device: bool = False,
+) -> None:
     """Fill the link form with its labels and submit it: the browser goes to the DRS consent page."""
-    page.get_by_label("Serial number").fill(SERIAL)
-    page.get_by_label("Device model").select_option(MODEL)
+    page.get_by_label("Serial number").fill(serial)
+    page.get_by_label("Device model").select_option(model)
+    if test_device:
+        page.get_by_label("Test device").check()
     page.get_by_label("Pairing code").fill(pairing_code)
     page.get_by_role("button", name="Link with Amazon").click()
     page.wait_for_url(re.compile(re.escape(f"{simulator_url}/ap/oa") + r"\?.*dash%3Areplenish"))
@@ -257,12 +267,7 @@ def test_test_orders_of_a_test_device_are_cancelled_from_the_app(
     page = browser_context.new_page()
     page.goto(app_url)
     _sign_in(page, app_url, sim_url, "Dev")
-    page.get_by_label("Serial number").fill("PR-0001")
-    page.get_by_label("Device model").select_option("InkJet-P200")
-    page.get_by_label("Test device").check()
-    page.get_by_label("Pairing code").fill(pairing_code)
-    page.get_by_role("button", name="Link with Amazon").click()
-    page.wait_for_url(re.compile(re.escape(f"{sim_url}/ap/oa")))
+    _start_link(page, sim_url, pairing_code, serial="PR-0001", model="InkJet-P200", test_device=True)
     page.get_by_label("Dev", exact=True).check()
     page.get_by_role("button", name="Allow").click()
     page.wait_for_url(app_url)
