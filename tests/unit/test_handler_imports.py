@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,17 +26,22 @@ print("imported")
 """
 
 
-@pytest.mark.parametrize("name", handler_names())
-def test_a_handler_imports_without_building_an_aws_client(name, tmp_path):
-    # Given the function's folder as Lambda's /var/task, its settings set, client construction refused
-    answer = subprocess.run(  # noqa: S603 - this interpreter, fixed code
-        [sys.executable, "-c", _IMPORT_WITHOUT_CLIENTS],
+def _run_in_function_folder(name: str, code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter started in the function's folder, as Lambda starts one."""
+    return subprocess.run(  # noqa: S603 - this interpreter, fixed code
+        [sys.executable, "-c", code],
         cwd=FUNCTIONS / name,
         env=handler_environment(name, tmp_path / "pycache"),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize("name", handler_names())
+def test_a_handler_imports_without_building_an_aws_client(name, tmp_path):
+    # Given the function's folder as Lambda's /var/task, its settings set, client construction refused
+    answer = _run_in_function_folder(name, _IMPORT_WITHOUT_CLIENTS, tmp_path)
     # Then the import succeeds: no client was built
     assert answer.returncode == 0, answer.stderr[-2000:]
     assert answer.stdout.strip() == "imported"
@@ -56,14 +62,7 @@ _IMPORT_AND_LIST_PYDANTIC = "import sys\nimport handler\nprint('pydantic' in sys
 @pytest.mark.parametrize("name", _WITHOUT_PYDANTIC)
 def test_functions_that_parse_no_body_do_not_load_pydantic_at_import(name, tmp_path):
     # Given the function's folder as Lambda's /var/task and its settings
-    answer = subprocess.run(  # noqa: S603 - this interpreter, fixed code
-        [sys.executable, "-c", _IMPORT_AND_LIST_PYDANTIC],
-        cwd=FUNCTIONS / name,
-        env=handler_environment(name, tmp_path / "pycache"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    answer = _run_in_function_folder(name, _IMPORT_AND_LIST_PYDANTIC, tmp_path)
     # Then importing the handler left pydantic unloaded
     assert answer.returncode == 0, answer.stderr[-2000:]
     assert answer.stdout.strip() == "False"
